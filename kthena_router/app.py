@@ -1,0 +1,242 @@
+"""Assembles the router: listeners, config source, reconcile loop, metrics and debug servers, drain.
+
+Lifecycle (`RouterApp.run`): start side servers and the `--port` listener, load the configuration,
+reconcile it into a Snapshot and open the listeners it needs, then keep applying changes until a stop is
+requested; then drain: `/readyz` turns 503, the sockets stop accepting, in-flight requests finish up to
+`--drain-timeout`, and everything is closed in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import random
+import ssl
+from typing import Any
+
+import aiohttp
+
+from kthena_router import __version__
+from kthena_router.accesslog import AccessLog
+from kthena_router.admin import start_debug_server, start_metrics_server
+from kthena_router.listeners import ListenerManager
+from kthena_router.metrics import RouterMetrics
+from kthena_router.proxy import Proxy
+from kthena_router.reconcile import ReconcileResult, reconcile
+from kthena_router.resources import ReconcileOptions, Resources
+from kthena_router.scheduling.picker import LeastInFlightPicker
+from kthena_router.settings import Settings
+from kthena_router.snapshot import Snapshot
+from kthena_router.sources.files import FileSource, LoadResult
+from kthena_router.state import RouterState
+from kthena_router.tasks import TaskGroup
+
+log = logging.getLogger(__name__)
+
+
+def reconcile_options(settings: Settings, unavailable_ports: frozenset[int] = frozenset()) -> ReconcileOptions:
+    return ReconcileOptions(
+        default_port=settings.port,
+        router_namespace=settings.namespace,
+        enable_gateway_api=settings.enable_gateway_api,
+        enable_inference_extension=settings.enable_inference_extension,
+        unavailable_ports=unavailable_ports,
+    )
+
+
+def describe_snapshot(snapshot: Snapshot) -> dict[str, Any]:
+    return {
+        "version": snapshot.version,
+        "ports": {
+            str(port): [
+                {"gateway": str(lr.gateway), "listener": lr.listener, "hostname": lr.hostname,
+                 "routes": lr.table.describe()}
+                for lr in (*table.exact.values(), *(lr for _, lr in table.wildcard),
+                           *((table.catch_all,) if table.catch_all else ()))
+            ]
+            for port, table in sorted(snapshot.ports.items())
+        },
+        "pools": {
+            str(ref): {"endpoints": [{"address": e.address, "pod": str(e.pod), "engine": e.engine}
+                                     for e in pool.endpoints],
+                       "unusable_reason": pool.unusable_reason}
+            for ref, pool in sorted(snapshot.pools.items())
+        },
+        "objectives": {str(ref): {"pool": pool, "priority": priority}
+                       for ref, (pool, priority) in sorted(snapshot.objectives.items())},
+    }
+
+
+class RouterApp:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.state = RouterState()
+        self.metrics = RouterMetrics()
+        self.access_log = AccessLog(enabled=settings.access_log, fmt=settings.access_log_format,
+                                    output=settings.access_log_output)
+        self.tasks = TaskGroup()
+        self._stop = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._latest: Resources | None = None
+        self._version = 0
+        self._source: FileSource | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._listeners: ListenerManager | None = None
+        self._side_runners: list[Any] = []
+        self._simulators: dict[tuple[str, int], Any] = {}
+        self.proxy: Proxy | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        await self.start()
+        try:
+            await self._stop.wait()
+        finally:
+            await self.shutdown()
+
+    async def start(self) -> None:
+        settings = self.settings
+        await self.access_log.start()
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=None, use_dns_cache=False,
+                                         keepalive_timeout=60, enable_cleanup_closed=False)
+        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
+                                              skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+                                              cookie_jar=aiohttp.DummyCookieJar())
+        self.proxy = Proxy(state=self.state, settings=settings, metrics=self.metrics,
+                           access_log=self.access_log, picker=LeastInFlightPicker(self.state.inflight),
+                           session=self._session, rng=random.Random())
+        self._listeners = ListenerManager(self.proxy.handle, host=settings.host, main_port=settings.port,
+                                          max_body_bytes=settings.max_body_bytes,
+                                          ssl_context=_ssl_context(settings))
+        await self._listeners.sync(frozenset())
+        if settings.metrics_port:
+            self._side_runners.append(await start_metrics_server(self.metrics, settings.host,
+                                                                 settings.metrics_port))
+        if settings.debug_port:
+            self._side_runners.append(await start_debug_server(self.debug_dump, settings.debug_port))
+        if settings.config_dir is not None:
+            self._source = FileSource(settings.config_dir, enable_gateway_api=settings.enable_gateway_api,
+                                      enable_inference_extension=settings.enable_inference_extension,
+                                      interval=settings.reload_interval)
+            first = await asyncio.to_thread(self._source.reload)
+            self._note_errors(first)
+            await self.apply(first.resources)
+            self.tasks.spawn(self._source.watch(self._on_files_changed), "config-files-watch")
+        else:
+            await self.apply(Resources())
+        self.tasks.spawn(self._apply_loop(), "config-apply")
+        self.state.config_loaded = True
+        self.state.listeners_up = True
+        log.info("kthena-router %s ready on port %d", __version__, settings.port)
+
+    async def shutdown(self) -> None:
+        state = self.state
+        state.draining = True
+        log.info("draining: %d requests in flight", state.active_requests)
+        if self._listeners is not None:
+            await self._listeners.stop_accepting()
+        try:
+            async with asyncio.timeout(self.settings.drain_timeout):
+                await state.wait_idle()
+        except TimeoutError:
+            log.warning("drain timeout of %gs exceeded; %d requests still in flight, closing them",
+                        self.settings.drain_timeout, state.active_requests)
+        await self.tasks.close()
+        if self._listeners is not None:
+            await self._listeners.close()
+        for runner in self._side_runners:
+            await runner.cleanup()
+        for sim in self._simulators.values():
+            await sim.close()
+        if self._session is not None:
+            await self._session.close()
+        await self.access_log.close()
+
+    # --- configuration ------------------------------------------------------------------------------
+
+    async def _on_files_changed(self, result: LoadResult) -> None:
+        self._note_errors(result)
+        self._latest = result.resources
+        self._changed.set()
+
+    def _note_errors(self, result: LoadResult) -> None:
+        self.state.config_errors = list(result.errors)
+
+    async def _apply_loop(self) -> None:
+        """Apply the newest resources; changes that arrive during an apply coalesce into the next one."""
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            resources, self._latest = self._latest, None
+            if resources is not None:
+                await self.apply(resources)
+
+    async def apply(self, resources: Resources) -> ReconcileResult:
+        """Reconcile, open/close listeners, publish the Snapshot. Re-reconciles once if a port fails to bind."""
+        assert self._listeners is not None
+        self._resources = resources
+        unavailable = self._listeners.unavailable
+        result = await asyncio.to_thread(reconcile, resources, reconcile_options(self.settings, unavailable))
+        failed = await self._listeners.sync(result.ports)
+        if failed != unavailable:
+            result = await asyncio.to_thread(reconcile, resources, reconcile_options(self.settings, failed))
+        self._version += 1
+        self.state.snapshot = Snapshot(result.snapshot.ports, result.snapshot.pools, result.snapshot.objectives,
+                                       self._version)
+        self.state.statuses = result.statuses.to_dict()
+        if self.settings.simulate:
+            await self._start_simulators(result.snapshot)
+        return result
+
+    async def _start_simulators(self, snapshot: Snapshot) -> None:
+        from kthena_router.sim import SimConfig, start_simulator
+
+        for pool in snapshot.pools.values():
+            for endpoint in pool.endpoints:
+                key = (endpoint.key.ip, endpoint.key.port)
+                if key in self._simulators:
+                    continue
+                if not ipaddress.ip_address(endpoint.key.ip).is_loopback:
+                    log.warning("--simulate: not starting a simulator for %s: only loopback addresses are "
+                                "simulated", endpoint.address)
+                    self._simulators[key] = _NotSimulated()
+                    continue
+                try:
+                    self._simulators[key] = await start_simulator(
+                        SimConfig(model=self.settings.simulate_model), endpoint.key.ip, endpoint.key.port)
+                    log.info("--simulate: model server %r on %s for pod %s", self.settings.simulate_model,
+                             endpoint.address, endpoint.pod)
+                except OSError as exc:
+                    log.error("--simulate: cannot start a simulator on %s: %s", endpoint.address, exc)
+                    self._simulators[key] = _NotSimulated()
+
+    def debug_dump(self) -> dict[str, Any]:
+        state = self.state
+        return {
+            "snapshot": describe_snapshot(state.snapshot),
+            "statuses": state.statuses,
+            "config_errors": state.config_errors,
+            "listeners": {"ports": sorted(self._listeners.ports) if self._listeners else [],
+                          "unavailable": sorted(self._listeners.unavailable) if self._listeners else []},
+            "inflight": {f"{k.ip}:{k.port}": n for k, n in state.inflight.counts.items()},
+            "ready": state.ready,
+            "active_requests": state.active_requests,
+        }
+
+
+class _NotSimulated:
+    async def close(self) -> None:
+        return None
+
+
+def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    if not settings.tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    return context

@@ -1,0 +1,207 @@
+"""Command line: `kthena-router [flags]` serves; `kthena-router status --config-dir DIR` prints statuses.
+
+Flag names follow kthena's router where they overlap (`--port`, `--metrics-port`, `--debug-port`,
+`--tls-cert`, `--tls-key`, `--enable-gateway-api`, `--enable-gateway-api-inference-extension`,
+`--expose-metrics-on-router-port`), and so do the environment variables it reads (POD_NAMESPACE,
+DRAIN_TIMEOUT, ACCESS_LOG_ENABLED, ACCESS_LOG_FORMAT, ACCESS_LOG_OUTPUT).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from kthena_router import __version__
+from kthena_router.api.httproute import parse_duration
+from kthena_router.settings import DEFAULT_MAX_BODY_BYTES, Settings
+
+log = logging.getLogger("kthena_router")
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def _port(value: str) -> int:
+    port = int(value)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0-65535, got {port}")
+    return port
+
+
+def _seconds(value: str) -> float:
+    """Seconds as a number (`30`, `0.5`) or a duration (`5m`, `300s`, `1h30m`, `500ms`)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        parsed = parse_duration(value.strip())
+        if parsed is None:
+            raise argparse.ArgumentTypeError(f"expected seconds or a duration like 30s or 5m, got {value!r}") from None
+        return parsed
+    if seconds < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return seconds
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {number}")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    env = os.environ
+    p = argparse.ArgumentParser(
+        prog="kthena-router",
+        description="OpenAI-compatible router for LLM inference: Gateway API + Inference Extension, natively.",
+    )
+    p.add_argument("--version", action="version", version=f"kthena-router {__version__}")
+    g = p.add_argument_group("listeners")
+    g.add_argument("--port", type=_port, default=8080,
+                   help="inference port; also serves /healthz and /readyz and hosts the implied default Gateway "
+                        "(default 8080)")
+    g.add_argument("--host", default="0.0.0.0", help="address to bind inference and metrics ports (default 0.0.0.0)")
+    g.add_argument("--metrics-port", type=_port, default=9090, help="Prometheus /metrics port; 0 disables (default 9090)")
+    g.add_argument("--debug-port", type=_port, default=15000,
+                   help="debug dump port, bound to 127.0.0.1 only; 0 disables (default 15000)")
+    g.add_argument("--expose-metrics-on-router-port", type=_bool, nargs="?", const=True, default=False,
+                   help="also serve /metrics on --port")
+    g.add_argument("--tls-cert", help="TLS certificate for --port (with --tls-key)")
+    g.add_argument("--tls-key", help="TLS private key for --port (with --tls-cert)")
+    g = p.add_argument_group("configuration")
+    g.add_argument("--config-dir", help="read GatewayClass/Gateway/HTTPRoute/InferencePool/Pod/... manifests from "
+                                        "this directory and reload them when they change")
+    g.add_argument("--reload-interval", type=_seconds, default=0.5, help="how often --config-dir is checked (default 0.5s)")
+    g.add_argument("--namespace", default=env.get("POD_NAMESPACE", "default"),
+                   help="namespace of the implied `default` Gateway (env POD_NAMESPACE; default 'default')")
+    g.add_argument("--enable-gateway-api", type=_bool, nargs="?", const=True, default=True,
+                   help="serve Gateway API resources (default true)")
+    g.add_argument("--enable-gateway-api-inference-extension", type=_bool, nargs="?", const=True, default=True,
+                   help="serve InferencePool / InferenceObjective resources (default true)")
+    g = p.add_argument_group("requests")
+    g.add_argument("--max-body-bytes", type=_positive_int, default=DEFAULT_MAX_BODY_BYTES,
+                   help="largest request body accepted; larger gets 413 (default 32 MiB)")
+    g.add_argument("--max-retries", type=int, default=2,
+                   help="other endpoints tried after a connection failure, before any byte was sent (default 2)")
+    g.add_argument("--connect-timeout", type=_seconds, default=5.0, help="upstream connect timeout (default 5s)")
+    g.add_argument("--stream-usage", type=_bool, nargs="?", const=True, default=True,
+                   help="ask streaming model servers for token usage and hide the extra chunk from clients "
+                        "that did not ask for it (default true)")
+    g.add_argument("--drain-timeout", type=_seconds, default=_seconds(env.get("DRAIN_TIMEOUT", "300")),
+                   help="on SIGTERM, how long in-flight requests may take to finish (env DRAIN_TIMEOUT; default 300s)")
+    g = p.add_argument_group("logging")
+    g.add_argument("--access-log", type=_bool, nargs="?", const=True,
+                   default=_bool(env.get("ACCESS_LOG_ENABLED", "true")),
+                   help="one line per request (env ACCESS_LOG_ENABLED; default true)")
+    g.add_argument("--access-log-format", choices=("text", "json"), default=env.get("ACCESS_LOG_FORMAT", "text"),
+                   help="text (kthena's layout) or json (env ACCESS_LOG_FORMAT; default text)")
+    g.add_argument("--access-log-output", default=env.get("ACCESS_LOG_OUTPUT", "stdout"),
+                   help="stdout, stderr or a file path (env ACCESS_LOG_OUTPUT; default stdout)")
+    g.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    g = p.add_argument_group("demo")
+    g.add_argument("--simulate", action="store_true",
+                   help="start a simulated vLLM server at every loopback endpoint of every pool")
+    g.add_argument("--simulate-model", default="Qwen2.5-0.5B-Instruct", help="model the simulators serve")
+    return p
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise SystemExit("kthena-router: --tls-cert and --tls-key must be given together")
+    if args.enable_gateway_api_inference_extension and not args.enable_gateway_api:
+        log.warning("--enable-gateway-api-inference-extension has no effect without --enable-gateway-api: "
+                    "InferencePools are only reached through HTTPRoutes")
+    return Settings(
+        port=args.port, host=args.host, metrics_port=args.metrics_port, debug_port=args.debug_port,
+        config_dir=args.config_dir, reload_interval=args.reload_interval, namespace=args.namespace,
+        enable_gateway_api=args.enable_gateway_api,
+        enable_inference_extension=args.enable_gateway_api_inference_extension,
+        expose_metrics_on_router_port=args.expose_metrics_on_router_port,
+        tls_cert=args.tls_cert, tls_key=args.tls_key, max_body_bytes=args.max_body_bytes,
+        max_retries=max(0, args.max_retries), connect_timeout=args.connect_timeout,
+        stream_usage=args.stream_usage, access_log=args.access_log, access_log_format=args.access_log_format,
+        access_log_output=args.access_log_output, drain_timeout=args.drain_timeout, simulate=args.simulate,
+        simulate_model=args.simulate_model, log_level=args.log_level,
+    )
+
+
+def status_main(argv: Sequence[str]) -> int:
+    from kthena_router.app import reconcile_options
+    from kthena_router.reconcile import format_statuses, reconcile
+    from kthena_router.sources.files import FileSource
+
+    p = argparse.ArgumentParser(prog="kthena-router status",
+                                description="Print the status conditions the router computes for a manifest directory.")
+    p.add_argument("--config-dir", required=True)
+    p.add_argument("--port", type=_port, default=8080, help="the router's --port (where the default Gateway listens)")
+    p.add_argument("--namespace", default=os.environ.get("POD_NAMESPACE", "default"))
+    p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        loaded = FileSource(args.config_dir).reload()
+    except FileNotFoundError as exc:
+        print(f"kthena-router status: {exc}", file=sys.stderr)
+        return 2
+    settings = Settings(port=args.port, namespace=args.namespace)
+    result = reconcile(loaded.resources, reconcile_options(settings))
+    if args.output == "json":
+        import orjson
+
+        sys.stdout.write(orjson.dumps(result.statuses.to_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    elif args.output == "yaml":
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(result.statuses.to_dict(), sort_keys=False))
+    else:
+        sys.stdout.write(format_statuses(result.statuses))
+    for error in loaded.errors:
+        print(f"error: {error}", file=sys.stderr)
+    return 1 if loaded.errors else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "status":
+        return status_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    settings = settings_from_args(args)
+    for name, value in sorted(vars(args).items()):
+        log.debug("flag %s=%s", name, value)
+    try:
+        import uvloop
+    except ImportError:  # uvloop is a dependency; this only helps on platforms without wheels
+        uvloop = None
+    runner = uvloop.run if uvloop is not None else asyncio.run
+    try:
+        runner(_serve(settings))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+async def _serve(settings: Settings) -> None:
+    from kthena_router.app import RouterApp
+
+    app = RouterApp(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, app.request_stop)
+    try:
+        await app.run()
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        raise SystemExit(1) from None

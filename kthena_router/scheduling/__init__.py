@@ -1,0 +1,1 @@
+"""Choosing the endpoint of a pool that serves a request."""

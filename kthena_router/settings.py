@@ -1,0 +1,35 @@
+"""Process settings, built once from the command line and passed down (never read from a global)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    port: int = 8080
+    host: str = "0.0.0.0"
+    metrics_port: int = 9090
+    debug_port: int = 15000  # always bound to 127.0.0.1
+    config_dir: str | None = None
+    reload_interval: float = 0.5
+    namespace: str = "default"  # POD_NAMESPACE: where the implied `default` Gateway lives
+    enable_gateway_api: bool = True
+    enable_inference_extension: bool = True
+    expose_metrics_on_router_port: bool = False
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_retries: int = 2  # further endpoints tried after a connection failure, before any byte is sent
+    connect_timeout: float = 5.0
+    stream_usage: bool = True  # ask streaming servers for usage and hide the extra chunk from clients
+    access_log: bool = True
+    access_log_format: Literal["text", "json"] = "text"
+    access_log_output: str = "stdout"
+    drain_timeout: float = 300.0
+    simulate: bool = False
+    simulate_model: str = "Qwen2.5-0.5B-Instruct"
+    log_level: str = "info"
