@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 HOP_BY_HOP = ("Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Connection",
               "TE", "Trailer", "Transfer-Encoding", "Upgrade")
 _DROP_REQUEST = (*HOP_BY_HOP, "Content-Length", "Content-Encoding", "Expect")
-_DROP_RESPONSE = (*HOP_BY_HOP, "Content-Length", "Server", "Date")
+_DROP_RESPONSE = (*HOP_BY_HOP, "Content-Length")
 _RETRYABLE = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
 _JSON = "application/json"
 _HEALTH_OK = b'{"message":"ok"}'
@@ -109,6 +109,12 @@ class Proxy:
                 rec.status_code = CLIENT_CLOSED
             rec.error_type = rec.error_type or "client_disconnected"
             raise
+        except ConnectionResetError:  # writing to a client that has gone away
+            rec.error_type = rec.error_type or "client_disconnected"
+            if ex.response is None:
+                rec.status_code = CLIENT_CLOSED
+                return web.Response(status=CLIENT_CLOSED)
+            return ex.response
         except Exception as exc:  # the last line of defence: a bug must not leak a traceback to clients
             log.exception("unexpected error serving %s %s", request.method, request.path)
             if ex.response is not None:
@@ -215,6 +221,10 @@ class Proxy:
             raise errors.BodyTooLarge(f"request body of {length} bytes exceeds the limit of {limit} bytes")
         if not request.body_exists:
             return b""
+        if request.version >= (1, 1) and request.headers.get("Expect", "").lower() == "100-continue":
+            # Clients such as curl hold large bodies back until they see this (curl waits a second).
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0
         if length is not None:
             try:
                 return await request.content.readexactly(length)
@@ -335,10 +345,9 @@ class Proxy:
             rec.t_first_byte = time.perf_counter()
             rec.upstream_status_code = upstream.status
             rec.status_code = upstream.status
-            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+            response = web.StreamResponse(status=upstream.status, reason=upstream.reason,
+                                           headers=upstream.headers)
             out = response.headers
-            for name, value in upstream.headers.items():
-                out.add(name, value)
             connection = upstream.headers.get("Connection")
             if connection:
                 for token in connection.split(","):

@@ -108,10 +108,9 @@ def resolve_route(route: HTTPRoute, resources: Resources, options: ReconcileOpti
                                    "all rules are invalid: " + "; ".join(f"rule {i}: {why}" for i, why in invalid),
                                    gen)
     elif invalid:
-        which = ", ".join(str(i) for i, _ in invalid)
         partial = st.condition(
             st.PARTIALLY_INVALID, True, st.R_UNSUPPORTED_VALUE,
-            f"Dropped Rule {which}: " + "; ".join(f"rule {i}: {why}" for i, why in invalid)
+            "; ".join(f"Dropped Rule {i}: {why}" for i, why in invalid)
             + " (requests matching a dropped rule get a 500)", gen)
     return ResolvedRoute(route, rules, resolved, unsupported, partial)
 
@@ -175,6 +174,9 @@ def _resolve_backend(route: HTTPRoute, ref: BackendRef, resources: Resources, op
         if ref.group == "" and ref.kind == "Service":
             return None, st.R_INVALID_KIND, (f"Service {ref.namespace}/{ref.name}: Service backends are not "
                                              f"supported; kthena-router forwards to InferencePools only")
+        if ref.kind == POOL_KIND:
+            return None, st.R_INVALID_KIND, (f"InferencePool {ref.namespace}/{ref.name}: group {ref.group!r} "
+                                             f"is not an InferencePool group (use {INFERENCE_GROUP})")
         kind = f"{ref.group}/{ref.kind}" if ref.group else ref.kind
         return None, st.R_INVALID_KIND, (f"{kind} {ref.namespace}/{ref.name}: unsupported backend kind "
                                          f"(use group {INFERENCE_GROUP}, kind {POOL_KIND})")
@@ -189,8 +191,12 @@ def _resolve_backend(route: HTTPRoute, ref: BackendRef, resources: Resources, op
         return None, st.R_REF_NOT_PERMITTED, (f"InferencePool {target}: no ReferenceGrant in namespace "
                                               f"{ref.namespace} allows HTTPRoutes from namespace {route_ns}")
     pool = resources.pools.get(target)
-    if pool is None or pool.api_version.rpartition("/")[0] != ref.group:
-        return None, st.R_BACKEND_NOT_FOUND, f"InferencePool {target} ({ref.group}) not found"
+    if pool is None:
+        return None, st.R_BACKEND_NOT_FOUND, f"InferencePool {target} not found"
+    group = pool.api_version.rpartition("/")[0]
+    if group != ref.group:
+        return None, st.R_BACKEND_NOT_FOUND, (f"InferencePool {target} not found in group {ref.group} "
+                                              f"(it exists in group {group})")
     return target, None, ""
 
 

@@ -96,15 +96,17 @@ async def test_openai_client_streaming_keeps_the_usage_chunk_it_asked_for(router
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 3
 
 
-async def test_requests_are_spread_across_the_pools_endpoints(router):
-    served = set()
+async def test_concurrent_requests_are_spread_across_the_pools_endpoints(router):
+    """In-flight counts change on dispatch, so requests that overlap land on different endpoints."""
+    async def one(session: aiohttp.ClientSession) -> str:
+        async with session.post(router.url + "/v1/completions",
+                                json={"model": MODEL, "prompt": "x", "max_tokens": 30}) as resp:
+            assert resp.status == 200
+            return resp.headers["X-Served-By"]
+
     async with aiohttp.ClientSession() as session:
-        for _ in range(12):
-            async with session.post(router.url + "/v1/completions",
-                                    json={"model": MODEL, "prompt": "x", "max_tokens": 1}) as resp:
-                assert resp.status == 200
-                served.add(resp.headers["X-Served-By"])
-    assert len(served) == 3
+        served = await asyncio.gather(*(one(session) for _ in range(9)))
+    assert len(set(served)) == 3
 
 
 async def test_token_usage_is_counted_in_metrics_with_the_requested_model(router, client):
@@ -489,3 +491,21 @@ async def test_config_changes_reach_the_router_and_listeners_follow_gateways(tmp
                 lambda app: len(app.state.snapshot.pools[next(iter(app.state.snapshot.pools))].endpoints) == 2)
     finally:
         await router.app.shutdown()
+
+
+async def test_expect_100_continue_is_answered_before_the_body_is_sent(router):
+    """curl sends `Expect: 100-continue` for bodies over 1 KiB and waits up to a second for the go-ahead."""
+    body = orjson.dumps({"model": MODEL, "prompt": "word " * 400, "max_tokens": 1})
+    reader, writer = await asyncio.open_connection("127.0.0.1", router.settings.port)
+    try:
+        writer.write((f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      f"Expect: 100-continue\r\nContent-Length: {len(body)}\r\n\r\n").encode())
+        async with asyncio.timeout(5):
+            interim = await reader.readuntil(b"\r\n\r\n")
+        assert interim.startswith(b"HTTP/1.1 100 Continue")
+        writer.write(body)
+        async with asyncio.timeout(5):
+            head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200")
+    finally:
+        writer.close()
