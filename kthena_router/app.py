@@ -13,7 +13,7 @@ import ipaddress
 import logging
 import random
 import ssl
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -24,11 +24,13 @@ from kthena_router.listeners import ListenerManager
 from kthena_router.metrics import RouterMetrics
 from kthena_router.proxy import Proxy
 from kthena_router.reconcile import ReconcileResult, reconcile
+from kthena_router.reconcile.status import Statuses
 from kthena_router.resources import ReconcileOptions, Resources
 from kthena_router.scheduling.picker import LeastInFlightPicker
 from kthena_router.settings import Settings
 from kthena_router.snapshot import Snapshot
-from kthena_router.sources.files import FileSource, LoadResult
+from kthena_router.sources import ConfigSource
+from kthena_router.sources.files import FileSource
 from kthena_router.state import RouterState
 from kthena_router.tasks import TaskGroup
 
@@ -68,8 +70,15 @@ def describe_snapshot(snapshot: Snapshot) -> dict[str, Any]:
     }
 
 
+class StatusSink(Protocol):
+    """Receives every reconcile's statuses (the Kubernetes status writer; nothing in file mode)."""
+
+    def publish(self, statuses: Statuses) -> None: ...
+
+
 class RouterApp:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, source: ConfigSource | None = None,
+                 status_sink: StatusSink | None = None) -> None:
         self.settings = settings
         self.state = RouterState()
         self.metrics = RouterMetrics()
@@ -80,7 +89,8 @@ class RouterApp:
         self._changed = asyncio.Event()
         self._latest: Resources | None = None
         self._version = 0
-        self._source: FileSource | None = None
+        self._source: ConfigSource | None = source
+        self._status_sink = status_sink
         self._session: aiohttp.ClientSession | None = None
         self._listeners: ListenerManager | None = None
         self._side_runners: list[Any] = []
@@ -119,14 +129,13 @@ class RouterApp:
                                                                  settings.metrics_port))
         if settings.debug_port:
             self._side_runners.append(await start_debug_server(self.debug_dump, settings.debug_port))
-        if settings.config_dir is not None:
+        if self._source is None and settings.config_dir is not None:
             self._source = FileSource(settings.config_dir, enable_gateway_api=settings.enable_gateway_api,
                                       enable_inference_extension=settings.enable_inference_extension,
                                       interval=settings.reload_interval)
-            first = await asyncio.to_thread(self._source.reload)
-            self._note_errors(first)
-            await self.apply(first.resources)
-            self.tasks.spawn(self._source.watch(self._on_files_changed), "config-files-watch")
+        if self._source is not None:
+            await self.apply(await self._source.load())
+            self.tasks.spawn(self._source.watch(self._on_change), "config-watch")
         else:
             await self.apply(Resources())
         self.tasks.spawn(self._apply_loop(), "config-apply")
@@ -159,13 +168,9 @@ class RouterApp:
 
     # --- configuration ------------------------------------------------------------------------------
 
-    async def _on_files_changed(self, result: LoadResult) -> None:
-        self._note_errors(result)
-        self._latest = result.resources
+    async def _on_change(self, resources: Resources) -> None:
+        self._latest = resources
         self._changed.set()
-
-    def _note_errors(self, result: LoadResult) -> None:
-        self.state.config_errors = list(result.errors)
 
     async def _apply_loop(self) -> None:
         """Apply the newest resources; changes that arrive during an apply coalesce into the next one."""
@@ -179,7 +184,6 @@ class RouterApp:
     async def apply(self, resources: Resources) -> ReconcileResult:
         """Reconcile, open/close listeners, publish the Snapshot. Re-reconciles once if a port fails to bind."""
         assert self._listeners is not None
-        self._resources = resources
         unavailable = self._listeners.unavailable
         result = await asyncio.to_thread(reconcile, resources, reconcile_options(self.settings, unavailable))
         failed = await self._listeners.sync(result.ports)
@@ -189,6 +193,10 @@ class RouterApp:
         self.state.snapshot = Snapshot(result.snapshot.ports, result.snapshot.pools, result.snapshot.objectives,
                                        self._version)
         self.state.statuses = result.statuses.to_dict()
+        if self._source is not None:
+            self.state.config_errors = list(self._source.errors)
+        if self._status_sink is not None:
+            self._status_sink.publish(result.statuses)
         if self.settings.simulate:
             await self._start_simulators(result.snapshot)
         return result

@@ -140,7 +140,16 @@ class FileSource:
             state.objects[(resource.kind, resource.meta.ref)] = resource
         return state
 
-    async def watch(self, on_change: Callable[[LoadResult], Awaitable[None]]) -> None:
+    @property
+    def errors(self) -> list[str]:
+        """Problems in the files as last read (for the debug dump)."""
+        return [error for state in self._files.values() for error in state.errors]
+
+    async def load(self) -> Resources:
+        """The first full read; raises FileNotFoundError when the directory does not exist."""
+        return (await asyncio.to_thread(self.reload)).resources
+
+    async def watch(self, on_change: Callable[[Resources], Awaitable[None]]) -> None:
         """Poll for changes forever, calling `on_change` after each reload that changed something."""
         while True:
             await asyncio.sleep(self.interval)
@@ -150,7 +159,7 @@ class FileSource:
                 log.error("config: %s; keeping the last configuration", exc)
                 continue
             if result.changed:
-                await on_change(result)
+                await on_change(result.resources)
 
 
 def _identity_of(raw: Any) -> Identity | None:

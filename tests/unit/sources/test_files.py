@@ -104,8 +104,8 @@ async def test_watch_reports_a_change_within_a_second(tmp_path):
     source.reload()
     seen = asyncio.Event()
 
-    async def on_change(result):
-        if result.resources.pools:
+    async def on_change(resources):
+        if resources.pools:
             seen.set()
 
     task = asyncio.create_task(source.watch(on_change))
