@@ -71,9 +71,16 @@ def describe_snapshot(snapshot: Snapshot) -> dict[str, Any]:
 
 
 class StatusSink(Protocol):
-    """Receives every reconcile's statuses (the Kubernetes status writer; nothing in file mode)."""
+    """Receives every reconcile's statuses (the Kubernetes status writer; nothing in file mode).
+
+    `publish` must not block: the sink queues and writes on its own tasks, started by `start` and stopped by
+    `close`."""
+
+    async def start(self) -> None: ...
 
     def publish(self, statuses: Statuses) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class RouterApp:
@@ -124,6 +131,8 @@ class RouterApp:
                                           max_body_bytes=settings.max_body_bytes,
                                           ssl_context=_ssl_context(settings))
         await self._listeners.sync(frozenset())
+        if self._status_sink is not None:
+            await self._status_sink.start()
         if settings.metrics_port:
             self._side_runners.append(await start_metrics_server(self.metrics, settings.host,
                                                                  settings.metrics_port))
@@ -156,6 +165,8 @@ class RouterApp:
             log.warning("drain timeout of %gs exceeded; %d requests still in flight, closing them",
                         self.settings.drain_timeout, state.active_requests)
         await self.tasks.close()
+        if self._status_sink is not None:
+            await self._status_sink.close()
         if self._listeners is not None:
             await self._listeners.close()
         for runner in self._side_runners:

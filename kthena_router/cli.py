@@ -100,6 +100,35 @@ def build_parser() -> argparse.ArgumentParser:
                         "that did not ask for it (default true)")
     g.add_argument("--drain-timeout", type=_seconds, default=_seconds(env.get("DRAIN_TIMEOUT", "300")),
                    help="on SIGTERM, how long in-flight requests may take to finish (env DRAIN_TIMEOUT; default 300s)")
+    g = p.add_argument_group("scheduling")
+    g.add_argument("--scheduler-config", help="scheduler YAML in kthena's shape (scheduler.pluginConfig, "
+                                              "scheduler.plugins.Filter/Score); default: the built-in pipeline")
+    g.add_argument("--scrape-interval", type=_seconds, default=0.05,
+                   help="how often each endpoint's /metrics is read (default 50ms)")
+    g.add_argument("--metrics-stale-after", type=_seconds, default=2.0,
+                   help="endpoint metrics older than this are not trusted (default 2s)")
+    g.add_argument("--saturation-queue-threshold", type=int, default=5,
+                   help="an endpoint with more requests waiting than this is saturated (default 5)")
+    g.add_argument("--saturation-kv-threshold", type=float, default=0.8,
+                   help="an endpoint with more KV-cache use than this is saturated (default 0.8)")
+    g.add_argument("--max-queued-requests", type=int, default=1000,
+                   help="requests held in the router per saturated pool before shedding (default 1000)")
+    g.add_argument("--queue-timeout", type=_seconds, default=30.0,
+                   help="longest a request waits in the router's queue before a 503 (default 30s)")
+    g.add_argument("--conformance-test-mode", type=_bool, nargs="?", const=True, default=False,
+                   help="honour the inference extension conformance header test-epp-endpoint-selection and "
+                        "report x-conformance-test-served-endpoint (tests only; default false)")
+    g = p.add_argument_group("kubernetes (used when --config-dir is not given)")
+    g.add_argument("--kubeconfig", default=env.get("KUBECONFIG"),
+                   help="kubeconfig file (env KUBECONFIG); default: in-cluster configuration")
+    g.add_argument("--watch-namespace", help="only watch this namespace (default: all namespaces)")
+    g.add_argument("--leader-elect", type=_bool, nargs="?", const=True, default=True,
+                   help="only the Lease holder writes status; every replica serves traffic (default true)")
+    g.add_argument("--leader-election-id", default="kthena-router", help="name of the Lease (default kthena-router)")
+    g.add_argument("--pod-name", default=env.get("POD_NAME", ""),
+                   help="identity in the Lease (env POD_NAME; default: the host name)")
+    g.add_argument("--kube-api-qps", type=float, default=0.0, help="client-side API request rate; 0 = default")
+    g.add_argument("--kube-api-burst", type=int, default=0, help="client-side API burst; 0 = default")
     g = p.add_argument_group("logging")
     g.add_argument("--access-log", type=_bool, nargs="?", const=True,
                    default=_bool(env.get("ACCESS_LOG_ENABLED", "true")),
@@ -133,6 +162,13 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         stream_usage=args.stream_usage, access_log=args.access_log, access_log_format=args.access_log_format,
         access_log_output=args.access_log_output, drain_timeout=args.drain_timeout, simulate=args.simulate,
         simulate_model=args.simulate_model, log_level=args.log_level,
+        scheduler_config=args.scheduler_config, scrape_interval=args.scrape_interval,
+        metrics_stale_after=args.metrics_stale_after, saturation_queue_threshold=args.saturation_queue_threshold,
+        saturation_kv_threshold=args.saturation_kv_threshold, max_queued_requests=args.max_queued_requests,
+        queue_timeout=args.queue_timeout, kubeconfig=args.kubeconfig, watch_namespace=args.watch_namespace,
+        leader_elect=args.leader_elect, leader_election_id=args.leader_election_id, pod_name=args.pod_name,
+        kube_api_qps=args.kube_api_qps, kube_api_burst=args.kube_api_burst,
+        conformance_test_mode=args.conformance_test_mode,
     )
 
 

@@ -9,6 +9,7 @@ parses the body once and forwards the original bytes; no locks, no sorting, no r
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import random
@@ -35,7 +36,7 @@ from kthena_router.record import RequestRecord
 from kthena_router.routing.filters import apply_header_modifier, redirect_location, rewrite_path
 from kthena_router.scheduling.picker import Picker, PickRequest
 from kthena_router.settings import Settings
-from kthena_router.snapshot import Backend, Endpoint, EndpointKey, ListenerRoutes, RouteMatchResult
+from kthena_router.snapshot import Backend, Endpoint, EndpointKey, ListenerRoutes, Pool, RouteMatchResult
 from kthena_router.state import RouterState
 from kthena_router.usage import JSONUsage, SSEUsage
 
@@ -52,6 +53,10 @@ _HEALTH_OK = b'{"message":"ok"}'
 _READY = b'{"message":"router is ready"}'
 _NOT_READY = b'{"message":"router is not ready"}'
 CLIENT_CLOSED = 499  # nginx's convention for "the client went away first"
+# The inference extension's conformance tests pick endpoints with a request header and check which one
+# served; honoured only with --conformance-test-mode.
+CONFORMANCE_SELECTION_HEADER = "test-epp-endpoint-selection"
+CONFORMANCE_SERVED_HEADER = "x-conformance-test-served-endpoint"
 
 
 class _Exchange:
@@ -283,6 +288,8 @@ class Proxy:
     async def _forward(self, ex: _Exchange, pool, parsed: ParsedBody, headers: CIMultiDict, path: str,
                        query: str, backend: Backend, rule, backend_timeout: float | None) -> web.StreamResponse:
         rec = ex.rec
+        if self.settings.conformance_test_mode:
+            pool = _restrict_for_conformance(pool, ex.request.headers.get(CONFORMANCE_SELECTION_HEADER))
         pick_request = PickRequest(parsed.model, parsed.payload, ex.request.headers)
         tried: list[EndpointKey] = []
         attempts = min(1 + self.settings.max_retries, len(pool.endpoints))
@@ -356,6 +363,8 @@ class Proxy:
                 out.popall(name, None)
             if "X-Request-Id" not in out:
                 out["X-Request-Id"] = rec.request_id
+            if self.settings.conformance_test_mode:
+                out[CONFORMANCE_SERVED_HEADER] = rec.selected_endpoint
             if rule.response_headers is not None:
                 apply_header_modifier(out, rule.response_headers)
             if backend.response_headers is not None:
@@ -431,3 +440,15 @@ def _no_route_message(method: str, path: str, model: str | None) -> str:
         return f"no route matches {method} {path} for model {model!r}"
     return f"no route matches {method} {path}"
 
+
+
+def _restrict_for_conformance(pool: Pool, selection: str | None) -> Pool:
+    """The pool limited to the endpoints named in the conformance header (IPs or ip:port, comma-separated)."""
+    if selection is None:
+        return pool
+    wanted = {item.strip() for item in selection.split(",") if item.strip()}
+    endpoints = tuple(e for e in pool.endpoints if e.key.ip in wanted or e.address in wanted)
+    if not endpoints:
+        raise errors.NoEndpoints(f"none of the endpoints selected by {CONFORMANCE_SELECTION_HEADER} "
+                                 f"belongs to InferencePool {pool.ref}")
+    return dataclasses.replace(pool, endpoints=endpoints)

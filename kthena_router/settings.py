@@ -33,3 +33,22 @@ class Settings:
     simulate: bool = False
     simulate_model: str = "Qwen2.5-0.5B-Instruct"
     log_level: str = "info"
+    # Scheduling: the picker pipeline and the endpoint state it reads.
+    scheduler_config: str | None = None  # kthena-shaped YAML; None = the built-in defaults
+    scrape_interval: float = 0.05
+    metrics_stale_after: float = 2.0
+    # Saturation and admission (InferenceObjective priorities).
+    saturation_queue_threshold: int = 5
+    saturation_kv_threshold: float = 0.8
+    max_queued_requests: int = 1000  # per pool
+    queue_timeout: float = 30.0
+    # Kubernetes mode (used when no --config-dir is given).
+    kubeconfig: str | None = None
+    watch_namespace: str | None = None
+    leader_elect: bool = True
+    leader_election_id: str = "kthena-router"
+    pod_name: str = ""  # lease holder identity; defaults to the host name
+    kube_api_qps: float = 0.0  # 0: the client's default
+    kube_api_burst: int = 0
+    # The inference extension's conformance test mode (endpoint selection by request header).
+    conformance_test_mode: bool = False

@@ -509,3 +509,25 @@ async def test_expect_100_continue_is_answered_before_the_body_is_sent(router):
         assert head.startswith(b"HTTP/1.1 200")
     finally:
         writer.close()
+
+
+async def test_conformance_test_mode_picks_the_endpoint_named_in_the_header(tmp_path, sims, pod_port):
+    port = free_port()
+    write_manifests(tmp_path, "c.yaml", gateway("gw", port), pool("demo", pod_port, LABELS),
+                    _route("demo", rules=POOL_RULE),
+                    *(pod(f"demo-{i}", ip, LABELS) for i, ip in enumerate(POD_IPS)))
+    router = await start_router(tmp_path, port=port, conformance_test_mode=True)
+    body = {"model": MODEL, "prompt": "x", "max_tokens": 1}
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(5):
+                async with session.post(router.url + "/v1/completions", json=body,
+                                        headers={"test-epp-endpoint-selection": POD_IPS[1]}) as resp:
+                    assert resp.status == 200
+                    assert resp.headers["x-conformance-test-served-endpoint"] == f"{POD_IPS[1]}:{pod_port}"
+                    assert resp.headers["X-Served-By"] == f"{POD_IPS[1]}:{pod_port}"
+            async with session.post(router.url + "/v1/completions", json=body,
+                                    headers={"test-epp-endpoint-selection": "10.1.2.3"}) as resp:
+                assert resp.status == 503
+    finally:
+        await router.app.shutdown()
