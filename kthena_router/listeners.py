@@ -9,8 +9,11 @@ import ssl
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
+
+from kthena_router.errors import error_body
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,35 @@ class _PortServer:
         self.site = site
 
 
+class _RequestHandler(RequestHandler):
+    """aiohttp's connection handler, answering malformed HTTP with an OpenAI-style error object.
+
+    aiohttp would answer with plain text and log a traceback for every malformed request; a client's bad
+    bytes are not the router's error, so they get one log line at debug level.
+    """
+
+    def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if not isinstance(exc, HttpProcessingError) or status >= 500:
+            return super().handle_error(request, status, exc, message)
+        if request.writer.output_size > 0:
+            raise ConnectionError("the response has started; cannot send an error")
+        reason = " ".join((exc.message or "malformed request").split())
+        if len(reason) > 200:
+            reason = reason[:200] + "..."
+        log.debug("malformed HTTP request from %s: %s", request.remote, reason)
+        response = web.Response(status=status, body=error_body(f"malformed HTTP request: {reason}",
+                                                                "invalid_request_error", "bad_http_request"),
+                                content_type="application/json")
+        response.force_close()
+        return response
+
+
+class _Server(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _RequestHandler(self, loop=self._loop, **self._kwargs)
+
+
 def make_server(handler: Callable[[BaseRequest], Awaitable[web.StreamResponse]], *,
                 max_body_bytes: int) -> web.Server:
     """A low-level aiohttp server (no router, no middlewares) that cancels handlers of departed clients."""
@@ -34,7 +66,7 @@ def make_server(handler: Callable[[BaseRequest], Awaitable[web.StreamResponse]],
     def request_factory(message, payload, protocol: RequestHandler, writer, task) -> BaseRequest:
         return BaseRequest(message, payload, protocol, writer, task, loop, client_max_size=max_body_bytes)
 
-    return web.Server(handler, request_factory=request_factory, handler_cancellation=True, access_log=None)
+    return _Server(handler, request_factory=request_factory, handler_cancellation=True, access_log=None)
 
 
 class ListenerManager:
