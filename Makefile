@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench status clean docker
+.PHONY: run test lint bench bench-scheduling bench-idle status clean docker
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,8 +24,23 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check kthena_router tests
 
-bench: $(STAMP)
-	@echo "No benchmark is defined yet; see bench/README.md."
+bench: bench-scheduling
+
+# Scheduling quality against round-robin and vllm-router (bench/README.md). QUICK=1: under 3 minutes.
+# Refuses to start on a busy machine: 1-minute load average above BENCH_MAX_LOAD.
+BENCH_MAX_LOAD ?= 0.7
+BENCH_PEERS := bench/.venv-peers
+
+bench-idle:
+	@awk -v max=$(BENCH_MAX_LOAD) '{ if ($$1 > max) { printf "bench-scheduling: the machine is busy (load average %s > %s); not starting.\n", $$1, max; exit 1 } }' /proc/loadavg
+
+bench-scheduling: bench-idle $(STAMP)
+	test -f $(VENV)/.bench-installed -a $(VENV)/.bench-installed -nt pyproject.toml || \
+		{ $(BIN)/python -m pip install --quiet -e '.[test,bench]' && touch $(VENV)/.bench-installed; }
+	test -x $(BENCH_PEERS)/bin/vllm-router || \
+		{ $(PYTHON) -m venv $(BENCH_PEERS) && $(BENCH_PEERS)/bin/python -m pip install --quiet vllm-router; } || \
+		echo "vllm-router could not be installed: its runs will be skipped"
+	$(BIN)/python -m bench.scheduling --max-load 1000 $(if $(filter 1,$(QUICK)),--quick)
 
 docker:
 	docker build -t kthena-router:dev .

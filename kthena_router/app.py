@@ -13,6 +13,7 @@ import ipaddress
 import logging
 import random
 import ssl
+import time
 from typing import Any, Protocol
 
 import aiohttp
@@ -20,13 +21,18 @@ import aiohttp
 from kthena_router import __version__
 from kthena_router.accesslog import AccessLog
 from kthena_router.admin import start_debug_server, start_metrics_server
+from kthena_router.endpoints.scraper import Scraper
+from kthena_router.endpoints.state import EndpointStates
 from kthena_router.listeners import ListenerManager
 from kthena_router.metrics import RouterMetrics
 from kthena_router.proxy import Proxy
 from kthena_router.reconcile import ReconcileResult, reconcile
 from kthena_router.reconcile.status import Statuses
 from kthena_router.resources import ReconcileOptions, Resources
-from kthena_router.scheduling.picker import LeastInFlightPicker
+from kthena_router.scheduling.admission import Admission
+from kthena_router.scheduling.config import load_scheduler_config
+from kthena_router.scheduling.saturation import Thresholds
+from kthena_router.scheduling.scheduler import Scheduler
 from kthena_router.settings import Settings
 from kthena_router.snapshot import Snapshot
 from kthena_router.sources import ConfigSource
@@ -44,6 +50,8 @@ def reconcile_options(settings: Settings, unavailable_ports: frozenset[int] = fr
         enable_gateway_api=settings.enable_gateway_api,
         enable_inference_extension=settings.enable_inference_extension,
         unavailable_ports=unavailable_ports,
+        # Kubernetes mode watches Services, so an endpointPickerRef to a missing one can be reported.
+        check_extension_refs=settings.config_dir is None,
     )
 
 
@@ -103,6 +111,16 @@ class RouterApp:
         self._side_runners: list[Any] = []
         self._simulators: dict[tuple[str, int], Any] = {}
         self.proxy: Proxy | None = None
+        # Scheduling: a bad --scheduler-config fails here, before anything is started (ConfigError).
+        self.endpoint_states = EndpointStates(stale_after=settings.metrics_stale_after)
+        self.scheduler = Scheduler(load_scheduler_config(settings.scheduler_config), self.endpoint_states,
+                                   self.state.inflight, timer=self.metrics)
+        self.admission = Admission(
+            self.endpoint_states,
+            thresholds=Thresholds(settings.saturation_queue_threshold, settings.saturation_kv_threshold),
+            max_queued=settings.max_queued_requests, timeout=settings.queue_timeout, observer=self.metrics)
+        self.scraper = Scraper(self.endpoint_states, interval=settings.scrape_interval,
+                               on_update=self.admission.poll)
 
     # --- lifecycle ----------------------------------------------------------------------------------
 
@@ -110,10 +128,21 @@ class RouterApp:
         self._stop.set()
 
     async def run(self) -> None:
-        await self.start()
+        # The first load may wait long (an API server that is down): `--port` already answers /readyz
+        # with 503 meanwhile, and a stop request during it still shuts down.
+        starting = asyncio.create_task(self.start(), name="start")
+        stopping = asyncio.create_task(self._stop.wait(), name="stop-requested")
         try:
-            await self._stop.wait()
+            await asyncio.wait((starting, stopping), return_when=asyncio.FIRST_COMPLETED)
+            if starting.done():
+                starting.result()
+                await stopping
+            else:
+                log.info("stop requested before the configuration was loaded")
+                starting.cancel()
+                await asyncio.gather(starting, return_exceptions=True)
         finally:
+            stopping.cancel()
             await self.shutdown()
 
     async def start(self) -> None:
@@ -125,8 +154,8 @@ class RouterApp:
                                               skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
                                               cookie_jar=aiohttp.DummyCookieJar())
         self.proxy = Proxy(state=self.state, settings=settings, metrics=self.metrics,
-                           access_log=self.access_log, picker=LeastInFlightPicker(self.state.inflight),
-                           session=self._session, rng=random.Random())
+                           access_log=self.access_log, picker=self.scheduler, session=self._session,
+                           rng=random.Random(), admission=self.admission)
         self._listeners = ListenerManager(self.proxy.handle, host=settings.host, main_port=settings.port,
                                           max_body_bytes=settings.max_body_bytes,
                                           ssl_context=_ssl_context(settings))
@@ -165,6 +194,7 @@ class RouterApp:
             log.warning("drain timeout of %gs exceeded; %d requests still in flight, closing them",
                         self.settings.drain_timeout, state.active_requests)
         await self.tasks.close()
+        await self.scraper.close()
         if self._status_sink is not None:
             await self._status_sink.close()
         if self._listeners is not None:
@@ -210,7 +240,15 @@ class RouterApp:
             self._status_sink.publish(result.statuses)
         if self.settings.simulate:
             await self._start_simulators(result.snapshot)
+        self._follow_endpoints(result.snapshot)
         return result
+
+    def _follow_endpoints(self, snapshot: Snapshot) -> None:
+        """Scrape exactly the endpoints of the new Snapshot's pools; forget what is learned about the rest."""
+        endpoints = [e for pool in snapshot.pools.values() for e in pool.endpoints]
+        self.scraper.sync(endpoints)
+        self.scheduler.forget({e.key for e in endpoints})
+        self.admission.update_pools(snapshot.pools)
 
     async def _start_simulators(self, snapshot: Snapshot) -> None:
         from kthena_router.sim import SimConfig, start_simulator
@@ -236,6 +274,7 @@ class RouterApp:
 
     def debug_dump(self) -> dict[str, Any]:
         state = self.state
+        now = time.monotonic()
         return {
             "snapshot": describe_snapshot(state.snapshot),
             "statuses": state.statuses,
@@ -243,6 +282,9 @@ class RouterApp:
             "listeners": {"ports": sorted(self._listeners.ports) if self._listeners else [],
                           "unavailable": sorted(self._listeners.unavailable) if self._listeners else []},
             "inflight": {f"{k.ip}:{k.port}": n for k, n in state.inflight.counts.items()},
+            "scheduler": self.scheduler.describe(),
+            "endpoints": {f"{k.ip}:{k.port}": s.describe(now)
+                          for k, s in sorted(self.endpoint_states.by_key.items())},
             "ready": state.ready,
             "active_requests": state.active_requests,
         }

@@ -15,10 +15,17 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from kthena_router import __version__
 from kthena_router.api.httproute import parse_duration
 from kthena_router.settings import DEFAULT_MAX_BODY_BYTES, Settings
+
+if TYPE_CHECKING:
+    from kthena_router.app import RouterApp
+    from kthena_router.sources.kube import KubeApi, KubeSource, WatchTimings
+    from kthena_router.sources.leader import LeaseTimings
+    from kthena_router.sources.status import StatusWriter
 
 log = logging.getLogger("kthena_router")
 
@@ -232,7 +239,42 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def _serve(settings: Settings) -> None:
     from kthena_router.app import RouterApp
 
-    app = RouterApp(settings)
+    if settings.config_dir is not None:
+        await _run_app(RouterApp(settings))
+        return
+    from kthena_router.sources.kube import KubeApi, KubeConfigMissing, api_client
+
+    try:
+        client = await api_client(settings.kubeconfig)
+    except KubeConfigMissing as exc:
+        raise SystemExit(f"kthena-router: no Kubernetes configuration ({exc}); "
+                         "pass --config-dir DIR or --kubeconfig FILE") from None
+    try:
+        source, writer = kube_mode(settings, KubeApi(client))
+        await _run_app(RouterApp(settings, source=source, status_sink=writer))
+    finally:
+        await client.close()
+
+
+def kube_mode(settings: Settings, api: KubeApi, *, timings: WatchTimings | None = None,
+              lease_timings: LeaseTimings | None = None) -> tuple[KubeSource, StatusWriter]:
+    """The config source and status sink of Kubernetes mode, from the settings."""
+    from kthena_router.sources.kube import KubeSource
+    from kthena_router.sources.leader import LeaderElector, default_identity
+    from kthena_router.sources.status import StatusWriter
+
+    source = KubeSource(api, watch_namespace=settings.watch_namespace,
+                        enable_gateway_api=settings.enable_gateway_api,
+                        enable_inference_extension=settings.enable_inference_extension, timings=timings)
+    elector = LeaderElector(api, namespace=settings.namespace, name=settings.leader_election_id,
+                            identity=default_identity(settings.pod_name),
+                            timings=lease_timings) if settings.leader_elect else None
+    writer = StatusWriter(api, namespace=settings.namespace, port=settings.port, qps=settings.kube_api_qps,
+                          burst=settings.kube_api_burst, elector=elector, pool_api_version=source.pool_api_version)
+    return source, writer
+
+
+async def _run_app(app: RouterApp) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, app.request_stop)

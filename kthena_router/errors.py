@@ -81,6 +81,14 @@ class NotReady(RouterError):
     reason = "not_ready"
 
 
+class QueueTimeout(RouterError):
+    """A request waited in the router's admission queue longer than `--queue-timeout`."""
+
+    status = 503
+    type = "service_unavailable_error"
+    reason = "queue_timeout"
+
+
 class UpstreamTimeout(RouterError):
     status = 504
     type = "timeout_error"
@@ -96,5 +104,5 @@ class RequestTimeout(RouterError):
 # The statuses the router itself produces, for the README's error table and its test.
 ERROR_TABLE: tuple[type[RouterError], ...] = (
     BadRequest, NoListener, NoRoute, BodyTooLarge, Overloaded, InvalidBackend, UpstreamFailed,
-    NoEndpoints, NotReady, UpstreamTimeout, RequestTimeout,
+    NoEndpoints, QueueTimeout, NotReady, UpstreamTimeout, RequestTimeout,
 )

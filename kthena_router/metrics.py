@@ -40,6 +40,9 @@ from kthena_router.record import RequestRecord
 # share of them is well under 5 ms.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 FIRST_BYTE_BUCKETS = (0.001, 0.0025) + DURATION_BUCKETS
+# A scheduler plugin runs for microseconds; kthena's buckets start at 1 ms, ours resolve below that.
+PLUGIN_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5)
+QUEUE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 UNKNOWN_MODEL = "unknown"  # no model in the request (kthena's metrics.UnknownModel)
 OTHER = "other"  # a model past the `max_models` bound, or a path we do not name
@@ -189,7 +192,8 @@ class _Families:
     """The router's metric families; the registry collects them in this order."""
 
     __slots__ = ("requests", "duration", "prefill", "decode", "ttfb", "ttft", "tokens", "active",
-                 "active_down", "active_up", "build", "all")
+                 "active_down", "active_up", "build", "plugin_duration", "queue_size", "queue_duration",
+                 "shed", "all")
 
     def __init__(self) -> None:
         dest = _DEST_LABELS
@@ -226,9 +230,24 @@ class _Families:
             "kthena_router_active_upstream_requests", "Requests in progress to model server endpoints.",
             ("model_server", *dest))
         self.build = _Gauge("kthena_router_build_info", "Router build; the value is always 1.", ("version",))
+        self.plugin_duration = _Histogram(
+            "kthena_router_scheduler_plugin_duration_seconds", "Time one scheduler plugin took for one pick.",
+            ("model", "plugin", "type"), PLUGIN_BUCKETS)
+        self.queue_size = _Gauge(
+            "kthena_router_fairness_queue_size",
+            "Requests waiting in the router's admission queue of a saturated InferencePool.", ("inference_pool",))
+        self.queue_duration = _Histogram(
+            "kthena_router_fairness_queue_duration_seconds",
+            "Time requests spent in the admission queue, by outcome (dispatched, timeout, cancelled).",
+            ("inference_pool", "outcome"), QUEUE_BUCKETS)
+        self.shed = _Counter(
+            "kthena_router_scheduler_shed_total",
+            "Requests refused by admission: saturated (priority < 0), queue_full (429), queue_timeout (503).",
+            ("inference_pool", "reason"))
         self.all: tuple[_Family, ...] = (
             self.requests, self.duration, self.prefill, self.decode, self.ttfb, self.ttft, self.tokens,
-            self.active, self.active_down, self.active_up, self.build,
+            self.active, self.active_down, self.active_up, self.build, self.plugin_duration, self.queue_size,
+            self.queue_duration, self.shed,
         )
 
 
@@ -313,6 +332,7 @@ class RouterMetrics:
         self._requests_by_key: dict[tuple[str, str, int, str, str], _Request] = {}
         self._downstream_by_model: dict[str, _Cell] = {}
         self._upstream_by_key: dict[tuple[str, str, str], _Upstream] = {}
+        self._plugin_by_key: dict[tuple[str, str, str], _Hist] = {}
 
         self._f = _Families()
         self._active = self._f.active.child(())
@@ -426,6 +446,25 @@ class RouterMetrics:
             (series.tokens_in or series.new_tokens_in()).value += rec.input_tokens
         if rec.output_tokens:
             (series.tokens_out or series.new_tokens_out()).value += rec.output_tokens
+
+    # -- scheduling ------------------------------------------------------------------------------------
+
+    def observe_plugin(self, model: str, plugin: str, kind: str, seconds: float) -> None:
+        """One scheduler plugin's time for one pick (`kind` is filter or score)."""
+        key = (self._models.get(model) or self.model_label(model), plugin, kind)
+        hist = self._plugin_by_key.get(key)
+        if hist is None:
+            hist = self._plugin_by_key[key] = self._f.plugin_duration.child(key)
+        hist.observe(seconds)
+
+    def queue_size(self, pool: str, size: int) -> None:
+        self._f.queue_size.child((pool,)).value = size
+
+    def queue_wait(self, pool: str, seconds: float, outcome: str) -> None:
+        self._f.queue_duration.child((pool, outcome)).observe(seconds)
+
+    def shed(self, pool: str, reason: str) -> None:
+        self._f.shed.child((pool, reason)).value += 1
 
     # -- exposition ------------------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from kthena_router.openai import (
 )
 from kthena_router.record import RequestRecord
 from kthena_router.routing.filters import apply_header_modifier, redirect_location, rewrite_path
+from kthena_router.scheduling.admission import Admission, priority_of
 from kthena_router.scheduling.picker import Picker, PickRequest
 from kthena_router.settings import Settings
 from kthena_router.snapshot import Backend, Endpoint, EndpointKey, ListenerRoutes, Pool, RouteMatchResult
@@ -57,12 +58,14 @@ CLIENT_CLOSED = 499  # nginx's convention for "the client went away first"
 # served; honoured only with --conformance-test-mode.
 CONFORMANCE_SELECTION_HEADER = "test-epp-endpoint-selection"
 CONFORMANCE_SERVED_HEADER = "x-conformance-test-served-endpoint"
+# Names the InferenceObjective (and so the priority) of a request; consumed here, never forwarded.
+OBJECTIVE_HEADER = "x-gateway-inference-objective"
 
 
 class _Exchange:
     """Mutable per-request context shared by the steps of one request."""
 
-    __slots__ = ("request", "rec", "response", "upstream_body", "injected_usage", "model_label")
+    __slots__ = ("request", "rec", "response", "upstream_body", "injected_usage", "model_label", "pick")
 
     def __init__(self, request: web.BaseRequest, rec: RequestRecord) -> None:
         self.request = request
@@ -71,17 +74,19 @@ class _Exchange:
         self.upstream_body = b""
         self.injected_usage = False
         self.model_label: str | None = None  # set while counted in the active-downstream gauge
+        self.pick: PickRequest | None = None  # what the picker saw, for its feedback once an endpoint answers
 
 
 class Proxy:
     def __init__(self, *, state: RouterState, settings: Settings, metrics: RouterMetrics,
                  access_log: AccessLog, picker: Picker, session: aiohttp.ClientSession,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, admission: Admission | None = None) -> None:
         self.state = state
         self.settings = settings
         self.metrics = metrics
         self.access_log = access_log
         self.picker = picker
+        self.admission = admission
         self.session = session
         self.rng = rng or random.Random()
         self._connect_timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout)
@@ -192,6 +197,8 @@ class Proxy:
             raise errors.InvalidBackend(pool.unusable_reason)
         if not pool.endpoints:
             raise errors.NoEndpoints(f"InferencePool {pool.ref} has no ready endpoints")
+        priority = priority_of(snap.objectives, pool, request.headers.get(OBJECTIVE_HEADER)) \
+            if snap.objectives else 0
 
         ex.upstream_body = body
         if parsed.stream and self.settings.stream_usage and parsed.payload is not None \
@@ -210,7 +217,7 @@ class Proxy:
         try:
             async with asyncio.timeout(timeouts.request or None):
                 return await self._forward(ex, pool, parsed, headers, path, query, backend, rule,
-                                           timeouts.backend_request or None)
+                                           timeouts.backend_request or None, priority)
         except TimeoutError:
             if ex.response is None:
                 raise errors.RequestTimeout(
@@ -255,6 +262,7 @@ class Proxy:
                 headers.popall(token.strip(), None)
         for name in _DROP_REQUEST:
             headers.popall(name, None)
+        headers.popall(OBJECTIVE_HEADER, None)
         headers["X-Request-Id"] = request_id
         if parsed.model is not None:
             headers["X-Gateway-Model-Name"] = parsed.model
@@ -286,11 +294,14 @@ class Proxy:
     # --- upstream -----------------------------------------------------------------------------------
 
     async def _forward(self, ex: _Exchange, pool, parsed: ParsedBody, headers: CIMultiDict, path: str,
-                       query: str, backend: Backend, rule, backend_timeout: float | None) -> web.StreamResponse:
+                       query: str, backend: Backend, rule, backend_timeout: float | None,
+                       priority: int = 0) -> web.StreamResponse:
         rec = ex.rec
         if self.settings.conformance_test_mode:
             pool = _restrict_for_conformance(pool, ex.request.headers.get(CONFORMANCE_SELECTION_HEADER))
-        pick_request = PickRequest(parsed.model, parsed.payload, ex.request.headers)
+        if self.admission is not None:
+            await self.admission.admit(pool, priority)  # may wait while the pool is saturated
+        pick_request = ex.pick = PickRequest(parsed.model, parsed.payload, ex.request.headers)
         tried: list[EndpointKey] = []
         attempts = min(1 + self.settings.max_retries, len(pool.endpoints))
         last_error: Exception | None = None
@@ -304,8 +315,10 @@ class Proxy:
             rec.selected_endpoint = endpoint.address
             rec.selected_pod = str(endpoint.pod)
             try:
-                return await self._attempt(ex, endpoint, headers, path, query, backend, rule, backend_timeout,
-                                           parsed.model)
+                response = await self._attempt(ex, endpoint, headers, path, query, backend, rule,
+                                               backend_timeout, parsed.model)
+                self.picker.finished(pick_request, endpoint, rec)
+                return response
             except _RETRYABLE as exc:
                 if ex.response is not None:
                     raise
@@ -331,7 +344,7 @@ class Proxy:
                 rec.t_upstream_start = time.perf_counter()
             try:
                 async with asyncio.timeout(backend_timeout):
-                    return await self._exchange(ex, url, headers, backend, rule)
+                    return await self._exchange(ex, endpoint, url, headers, backend, rule)
             except TimeoutError:
                 if ex.response is None:
                     raise errors.UpstreamTimeout(
@@ -343,8 +356,8 @@ class Proxy:
             inflight.release(endpoint.key)
             self.metrics.upstream_finished(endpoint.address, pool_label, model_label)
 
-    async def _exchange(self, ex: _Exchange, url: URL, headers: CIMultiDict, backend: Backend,
-                        rule) -> web.StreamResponse:
+    async def _exchange(self, ex: _Exchange, endpoint: Endpoint, url: URL, headers: CIMultiDict,
+                        backend: Backend, rule) -> web.StreamResponse:
         request, rec = ex.request, ex.rec
         async with self.session.request(request.method, url, data=ex.upstream_body or None, headers=headers,
                                         allow_redirects=False, timeout=self._connect_timeout,
@@ -352,6 +365,8 @@ class Proxy:
             rec.t_first_byte = time.perf_counter()
             rec.upstream_status_code = upstream.status
             rec.status_code = upstream.status
+            if upstream.status < 500 and ex.pick is not None:
+                self.picker.served(ex.pick, endpoint)
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason,
                                            headers=upstream.headers)
             out = response.headers

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from kthena_router.api.core import Namespace, Pod
+from kthena_router.api.core import Namespace, Pod, Service
 from kthena_router.api.gateway import Gateway, GatewayClass
 from kthena_router.api.httproute import HTTPRoute
 from kthena_router.api.inferencepool import InferencePool
@@ -33,6 +33,9 @@ class ReconcileOptions:
     enable_inference_extension: bool = True
     # Ports whose listeners could not be bound (reported as Programmed=False / PortUnavailable).
     unavailable_ports: frozenset[int] = frozenset()
+    # Check that an InferencePool's endpointPickerRef names an existing Service (Kubernetes mode, where
+    # Services are watched); a missing one makes the pool unusable (ResolvedRefs=False/InvalidExtensionRef).
+    check_extension_refs: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,7 @@ class Resources:
     pods: Mapping[ObjectRef, Pod] = field(default_factory=dict)
     namespaces: Mapping[str, Namespace] = field(default_factory=dict)
     reference_grants: Mapping[ObjectRef, ReferenceGrant] = field(default_factory=dict)
+    services: Mapping[ObjectRef, Service] = field(default_factory=dict)  # only read with check_extension_refs
 
 
 _FIELD_BY_KIND = {
@@ -58,6 +62,7 @@ _FIELD_BY_KIND = {
     "Pod": "pods",
     "Namespace": "namespaces",
     "ReferenceGrant": "reference_grants",
+    "Service": "services",
 }
 
 

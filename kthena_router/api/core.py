@@ -1,4 +1,5 @@
-"""Core kinds the router reads: Pod (only what makes an endpoint) and Namespace (labels for selectors)."""
+"""Core kinds the router reads: Pod (only what makes an endpoint), Namespace (labels for selectors) and
+Service (only its name: whether an InferencePool's endpointPickerRef exists)."""
 
 from __future__ import annotations
 
@@ -54,3 +55,18 @@ class Namespace:
         labels = {"kubernetes.io/metadata.name": meta.name, **meta.labels}
         return cls(Metadata(meta.namespace, meta.name, meta.generation, meta.creation_timestamp,
                             meta.resource_version, meta.uid, labels, meta.annotations, meta.deletion_timestamp))
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A Service, known only by name: reconcile checks that an endpointPickerRef names one that exists."""
+
+    meta: Metadata
+
+    kind = "Service"
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Service:
+        meta = parse_metadata(cls.kind, raw)
+        return cls(Metadata(meta.namespace, meta.name, meta.generation, meta.creation_timestamp,
+                            meta.resource_version, meta.uid))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kthena_router.api.core import Namespace, Pod
+from kthena_router.api.core import Namespace, Pod, Service
 from kthena_router.api.gateway import Gateway, GatewayClass
 from kthena_router.api.httproute import HTTPRoute
 from kthena_router.api.inferencepool import InferencePool
@@ -13,7 +13,8 @@ from kthena_router.api.meta import GATEWAY_GROUP, INFERENCE_GROUP, INFERENCE_X_G
 from kthena_router.api.objective import InferenceObjective
 from kthena_router.api.referencegrant import ReferenceGrant
 
-Resource = GatewayClass | Gateway | HTTPRoute | InferencePool | InferenceObjective | Pod | Namespace | ReferenceGrant
+Resource = (GatewayClass | Gateway | HTTPRoute | InferencePool | InferenceObjective | Pod | Namespace | ReferenceGrant
+            | Service)
 
 # (group, kind) -> type; the empty group is the core API.
 KINDS: dict[tuple[str, str], type] = {
@@ -26,6 +27,7 @@ KINDS: dict[tuple[str, str], type] = {
     (INFERENCE_X_GROUP, "InferenceObjective"): InferenceObjective,
     ("", "Pod"): Pod,
     ("", "Namespace"): Namespace,
+    ("", "Service"): Service,
 }
 
 GATEWAY_API_KINDS = frozenset({GatewayClass, Gateway, HTTPRoute, ReferenceGrant})

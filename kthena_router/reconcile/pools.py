@@ -13,7 +13,7 @@ from kthena_router.api.core import Pod
 from kthena_router.api.inferencepool import InferencePool
 from kthena_router.api.meta import GATEWAY_GROUP, ObjectRef
 from kthena_router.reconcile import status as st
-from kthena_router.resources import Resources
+from kthena_router.resources import ReconcileOptions, Resources
 from kthena_router.snapshot import Endpoint, EndpointKey, Pool
 
 EPP_NOT_USED = "endpointPickerRef is not used: kthena-router picks endpoints itself"
@@ -47,12 +47,27 @@ class PodIndex:
         return [pod for pod in candidates if selector.matches(pod.meta.labels)]
 
 
-def build_pools(resources: Resources) -> dict[ObjectRef, Pool]:
+def missing_extension_ref(pool: InferencePool, resources: Resources, options: ReconcileOptions | None) -> str | None:
+    """Why the pool's endpointPickerRef cannot be resolved, or None. Only checked when the options ask for it
+    (Kubernetes mode, where Services are watched): a Service reference must name an existing Service in the
+    pool's namespace; any other kind is not resolvable."""
+    epp = pool.endpoint_picker_ref
+    if epp is None or options is None or not options.check_extension_refs:
+        return None
+    if epp.group not in ("", "core") or epp.kind != "Service":
+        return f"endpointPickerRef {epp.group or 'core'}/{epp.kind} {epp.name!r} is not a Service"
+    if ObjectRef(pool.meta.namespace, epp.name) not in resources.services:
+        return f"endpointPickerRef names Service {pool.meta.namespace}/{epp.name}, which does not exist"
+    return None
+
+
+def build_pools(resources: Resources, options: ReconcileOptions | None = None) -> dict[ObjectRef, Pool]:
     index = PodIndex(resources.pods.values())
-    return {ref: _pool(resources.pools[ref], index) for ref in sorted(resources.pools)}
+    return {ref: _pool(resources.pools[ref], index, missing_extension_ref(resources.pools[ref], resources, options))
+            for ref in sorted(resources.pools)}
 
 
-def _pool(pool: InferencePool, index: PodIndex) -> Pool:
+def _pool(pool: InferencePool, index: PodIndex, unusable_reason: str | None) -> Pool:
     ports = sorted(pool.target_ports)
     endpoints = []
     for pod in index.select(pool):
@@ -60,11 +75,11 @@ def _pool(pool: InferencePool, index: PodIndex) -> Pool:
         host = f"[{ip}]" if ":" in ip else ip
         endpoints.extend(Endpoint(EndpointKey(ip, port), pod.meta.ref, pod.engine, f"{host}:{port}")
                          for port in ports)
-    return Pool(pool.meta.ref, tuple(endpoints), pool.app_protocol)
+    return Pool(pool.meta.ref, tuple(endpoints), pool.app_protocol, unusable_reason)
 
 
 def pool_statuses(resources: Resources, parents: Mapping[ObjectRef, set[ObjectRef]],
-                  controller_name: str) -> dict[ObjectRef, dict[str, Any]]:
+                  controller_name: str, options: ReconcileOptions | None = None) -> dict[ObjectRef, dict[str, Any]]:
     """`status.parents` of every pool: one entry per Gateway with an accepted route referencing it.
 
     A pool no Gateway references gets an empty list, so the writer drops this controller's old entries.
@@ -73,9 +88,12 @@ def pool_statuses(resources: Resources, parents: Mapping[ObjectRef, set[ObjectRe
     for ref in sorted(resources.pools):
         pool = resources.pools[ref]
         gen = pool.meta.generation
-        # A picker reference is where a Service lookup (and InvalidExtensionRef) would go; this router
-        # schedules natively and never calls it.
+        # This router schedules natively and never calls a picker; with `check_extension_refs` the named
+        # Service must still exist, else ResolvedRefs=False/InvalidExtensionRef.
+        missing = missing_extension_ref(pool, resources, options)
         note = EPP_NOT_USED if pool.endpoint_picker_ref is not None else ""
+        resolved = st.condition(st.RESOLVED_REFS, True, st.R_RESOLVED_REFS, note, gen) if missing is None \
+            else st.condition(st.RESOLVED_REFS, False, st.R_INVALID_EXTENSION_REF, missing, gen)
         out[ref] = {"parents": [
             {
                 "parentRef": {"group": GATEWAY_GROUP, "kind": "Gateway", "namespace": gw.namespace,
@@ -83,7 +101,7 @@ def pool_statuses(resources: Resources, parents: Mapping[ObjectRef, set[ObjectRe
                 "controllerName": controller_name,
                 "conditions": st.conditions(
                     st.condition(st.ACCEPTED, True, st.R_ACCEPTED, "", gen),
-                    st.condition(st.RESOLVED_REFS, True, st.R_RESOLVED_REFS, note, gen),
+                    resolved,
                 ),
             }
             for gw in sorted(parents.get(ref, ()))

@@ -39,6 +39,7 @@ R_UNSUPPORTED_VALUE = "UnsupportedValue"
 R_BACKEND_NOT_FOUND = "BackendNotFound"
 R_INVALID_KIND = "InvalidKind"
 R_REF_NOT_PERMITTED = "RefNotPermitted"
+R_INVALID_EXTENSION_REF = "InvalidExtensionRef"
 
 MAX_MESSAGE = 32768  # metav1.Condition message limit
 

@@ -29,10 +29,10 @@ class ReconcileResult:
 
 def reconcile(resources: Resources, options: ReconcileOptions) -> ReconcileResult:
     inference = options.enable_inference_extension
-    pools = pls.build_pools(resources) if inference else {}
+    pools = pls.build_pools(resources, options) if inference else {}
     objectives = pls.build_objectives(resources) if inference else {}
     if not options.enable_gateway_api:
-        statuses = Statuses(pools=pls.pool_statuses(resources, {}, options.controller_name) if inference else {})
+        statuses = Statuses(pools=pls.pool_statuses(resources, {}, options.controller_name, options) if inference else {})
         return ReconcileResult(Snapshot({}, pools, objectives), statuses, frozenset())
 
     classes = gws.handled_classes(resources, options)
@@ -65,6 +65,6 @@ def reconcile(resources: Resources, options: ReconcileOptions) -> ReconcileResul
         gateway_classes={name: gws.gateway_class_status(classes[name]) for name in sorted(classes)},
         gateways={ref: gws.gateway_status(gateways[ref], listeners[ref]) for ref in sorted(gateways)},
         http_routes=route_statuses,
-        pools=pls.pool_statuses(resources, pool_parents, options.controller_name) if inference else {},
+        pools=pls.pool_statuses(resources, pool_parents, options.controller_name, options) if inference else {},
     )
     return ReconcileResult(Snapshot(tables, pools, objectives), statuses, frozenset(tables))

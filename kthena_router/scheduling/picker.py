@@ -1,4 +1,4 @@
-"""The picker interface and the built-in least-in-flight picker.
+"""The picker interface, the in-flight counts and the simplest picker (least in flight).
 
 The proxy owns the in-flight counts (`InFlight`): it increments them synchronously when it dispatches a
 request and decrements them when the response ends, so a burst between two decisions is spread at once.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Collection
-from typing import Protocol
+from typing import Any, Protocol
 
 from kthena_router.snapshot import Endpoint, EndpointKey, Pool
 
@@ -40,19 +40,32 @@ class InFlight:
 
 
 class PickRequest:
-    """What a picker may look at besides the pool: the model and the decoded body (None for bodyless calls)."""
+    """What a picker may look at besides the pool: the model and the decoded body (None for bodyless calls).
 
-    __slots__ = ("model", "payload", "headers")
+    `context` is the picker's own per-request memo (built on the first pick, reused by retries)."""
+
+    __slots__ = ("model", "payload", "headers", "context")
 
     def __init__(self, model: str | None, payload: dict | None, headers) -> None:
         self.model = model
         self.payload = payload
         self.headers = headers
+        self.context: Any = None
 
 
 class Picker(Protocol):
     def pick(self, pool: Pool, request: PickRequest, exclude: Collection[EndpointKey]) -> Endpoint | None:
-        """The endpoint to try next, never one in `exclude`; None when no endpoint is left."""
+        """The endpoint to try next, never one in `exclude`; None when no endpoint is left.
+
+        May raise `errors.Overloaded` when every endpoint is ruled out as overloaded."""
+        ...
+
+    def served(self, request: PickRequest, endpoint: Endpoint) -> None:
+        """`endpoint` answered `request` (response headers received, status < 500)."""
+        ...
+
+    def finished(self, request: PickRequest, endpoint: Endpoint, rec: Any) -> None:
+        """`endpoint` finished answering `request`; `rec` is its `RequestRecord` (timings, tokens)."""
         ...
 
 
@@ -78,3 +91,9 @@ class LeastInFlightPicker:
         if not best:
             return None
         return best[0] if len(best) == 1 else self.rng.choice(best)
+
+    def served(self, request: PickRequest, endpoint: Endpoint) -> None:
+        return None
+
+    def finished(self, request: PickRequest, endpoint: Endpoint, rec: Any) -> None:
+        return None

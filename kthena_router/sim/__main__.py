@@ -64,6 +64,45 @@ def build_parser() -> argparse.ArgumentParser:
         help="tokens generated when a request sets no max_tokens (default: %(default)s)",
     )
     parser.add_argument(
+        "--kv-blocks",
+        type=int,
+        default=None,
+        help="KV-cache capacity in blocks; enables admission by KV space and prefix caching (default: unbounded)",
+    )
+    parser.add_argument(
+        "--block-size", type=int, default=16, help="tokens per KV-cache block (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="divides every step's duration: 2 is twice as fast (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-loras",
+        type=int,
+        default=None,
+        help="LoRA adapters loaded at once (default: every --lora adapter)",
+    )
+    parser.add_argument(
+        "--lora-load-ms",
+        type=float,
+        default=0.0,
+        help="time to load an adapter into a LoRA slot, in ms (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--prefill-ms-per-token",
+        type=float,
+        default=0.0,
+        help="prefill time per prompt token not found in the prefix cache, in ms (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--itl-batch-factor",
+        type=float,
+        default=0.0,
+        help="each further sequence in a batch adds this fraction of --itl-ms to a step (default: %(default)s)",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -83,6 +122,13 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         fake_running=args.fake_running,
         fake_kv_usage=args.fake_kv_usage,
         default_output_tokens=args.output_tokens,
+        kv_blocks=args.kv_blocks,
+        block_size=args.block_size,
+        speed=args.speed,
+        max_loras=args.max_loras,
+        lora_load_ms=args.lora_load_ms,
+        prefill_ms_per_token=args.prefill_ms_per_token,
+        itl_batch_factor=args.itl_batch_factor,
     )
 
 

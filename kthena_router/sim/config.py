@@ -13,6 +13,9 @@ from dataclasses import dataclass
 # The context length the simulator advertises in /v1/models and enforces on prompt + output tokens.
 MAX_MODEL_LEN = 4096
 
+# Tokens per KV-cache block when `block_size` is not given (vLLM's default on GPUs).
+DEFAULT_BLOCK_SIZE = 16
+
 
 @dataclass(frozen=True, slots=True)
 class SimConfig:
@@ -20,6 +23,18 @@ class SimConfig:
 
     `fake_*` values replace what /metrics reports (the engine itself keeps queueing for real), so a test
     or a demo can show a loaded server without loading it.
+
+    The cost model of one engine step (see `engine.py`), all divided by `speed`:
+    `ttft_ms + prefill_ms_per_token * uncached prompt tokens` when the step prefills any sequence, plus
+    `itl_ms * (1 + itl_batch_factor * (batch size - 1))` when it decodes any, plus `lora_load_ms` per
+    adapter loaded into a slot for it. With the defaults a lone request sees exactly `ttft_ms`, then
+    `itl_ms` per token.
+
+    `kv_blocks` bounds the KV cache to that many blocks of `block_size` tokens: a request is admitted only
+    when its prompt and output fit, and the blocks of finished requests stay cached (least recently used
+    evicted first) so a later prompt with the same prefix skips prefilling it. Unset, KV usage is only
+    reported (tokens held over a fixed budget) and nothing is cached. `max_loras` bounds the adapters
+    loaded at once; unset, every adapter of `loras` is always loaded.
     """
 
     model: str
@@ -31,6 +46,13 @@ class SimConfig:
     fake_running: int | None = None
     fake_kv_usage: float | None = None
     default_output_tokens: int = 16
+    kv_blocks: int | None = None
+    block_size: int = DEFAULT_BLOCK_SIZE
+    speed: float = 1.0
+    max_loras: int | None = None
+    lora_load_ms: float = 0.0
+    prefill_ms_per_token: float = 0.0
+    itl_batch_factor: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -46,7 +68,7 @@ class SimConfig:
             if name in seen:
                 raise ValueError(f"loras: adapter {name!r} is listed twice")
             seen.add(name)
-        for field_name in ("ttft_ms", "itl_ms"):
+        for field_name in ("ttft_ms", "itl_ms", "lora_load_ms", "prefill_ms_per_token", "itl_batch_factor"):
             value = getattr(self, field_name)
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{field_name}: must be a finite number >= 0, got {value!r}")
@@ -58,9 +80,22 @@ class SimConfig:
             value = getattr(self, field_name)
             if value is not None and value < 0:
                 raise ValueError(f"{field_name}: must be >= 0, got {value}")
+        if self.kv_blocks is not None and self.kv_blocks < 1:
+            raise ValueError(f"kv_blocks: must be >= 1, got {self.kv_blocks}")
+        if self.block_size < 1:
+            raise ValueError(f"block_size: must be >= 1, got {self.block_size}")
+        if not math.isfinite(self.speed) or self.speed <= 0:
+            raise ValueError(f"speed: must be a finite number > 0, got {self.speed!r}")
+        if self.max_loras is not None and self.max_loras < 1:
+            raise ValueError(f"max_loras: must be >= 1, got {self.max_loras}")
         kv = self.fake_kv_usage
         if kv is not None and not (0.0 <= kv <= 1.0):
             raise ValueError(f"fake_kv_usage: must be within 0..1, got {kv!r}")
+
+    @property
+    def lora_slots(self) -> int:
+        """How many adapters can be loaded at once (what vLLM reports as `max_lora`)."""
+        return len(self.loras) if self.max_loras is None else self.max_loras
 
     @property
     def served_models(self) -> frozenset[str]:

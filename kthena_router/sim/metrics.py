@@ -6,10 +6,11 @@ gauges at scrape time and applies the `fake_*` overrides from the config. The ro
 counter and histogram block is re-rendered only after an observation changed it. State is per instance;
 there is no process-wide registry.
 
-Series follow vLLM: `model_name="<base model>"` on engine series, and `vllm:lora_requests_info` (only
-when LoRA adapters are served) with `max_lora`, `running_lora_adapters` and `waiting_lora_adapters`
-labels and the wall-clock time of the latest scheduler change as its value, so consumers pick the
-series with the largest value.
+Series follow vLLM: `model_name="<base model>"` on engine series, `vllm:prefix_cache_queries_total` and
+`vllm:prefix_cache_hits_total` (in tokens; only with a bounded KV cache), and `vllm:lora_requests_info`
+(only when LoRA adapters are served) with `max_lora` (the LoRA slots), `running_lora_adapters` and
+`waiting_lora_adapters` labels and the wall-clock time of the latest scheduler change as its value, so
+consumers pick the series with the largest value.
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ class SimMetrics:
         "ttft",
         "itl",
         "e2e",
+        "prefix_queries",
+        "prefix_hits",
     )
 
     def __init__(self, config: SimConfig) -> None:
@@ -133,6 +136,8 @@ class SimMetrics:
         self.ttft = Histogram(TTFT_BUCKETS, self._labels)
         self.itl = Histogram(ITL_BUCKETS, self._labels)
         self.e2e = Histogram(E2E_BUCKETS, self._labels)
+        self.prefix_queries = 0
+        self.prefix_hits = 0
 
     # -- recording (called by the engine) ----------------------------------------------------------
 
@@ -147,6 +152,12 @@ class SimMetrics:
         """A further token was produced `itl_s` after the previous one."""
         self.itl.observe(itl_s)
         self.generation_tokens += 1
+        self._version += 1
+
+    def observe_prefix_lookup(self, queried_tokens: int, hit_tokens: int) -> None:
+        """A prompt of `queried_tokens` was looked up in the prefix cache; `hit_tokens` were found."""
+        self.prefix_queries += queried_tokens
+        self.prefix_hits += hit_tokens
         self._version += 1
 
     def observe_finished(self, e2e_s: float, reason: str) -> None:
@@ -179,7 +190,7 @@ class SimMetrics:
             waiting_loras = escape_label_value(",".join(engine.waiting_loras))
             out.append(_GAUGE_LORA)
             out.append(
-                f'vllm:lora_requests_info{{max_lora="{len(config.loras)}",'
+                f'vllm:lora_requests_info{{max_lora="{config.lora_slots}",'
                 f'running_lora_adapters="{running_loras}",waiting_lora_adapters="{waiting_loras}"}} '
                 f"{format_value(engine.changed_at)}\n"
             )
@@ -202,6 +213,11 @@ class SimMetrics:
             out.append(
                 f'vllm:request_success_total{{finished_reason="{escape_label_value(reason)}",{labels}}} {n}\n'
             )
+        if self._config.kv_blocks is not None:
+            out.append(_COUNTER_PREFIX_QUERIES)
+            out.append(f"vllm:prefix_cache_queries_total{{{labels}}} {self.prefix_queries}\n")
+            out.append(_COUNTER_PREFIX_HITS)
+            out.append(f"vllm:prefix_cache_hits_total{{{labels}}} {self.prefix_hits}\n")
         out.append(_HIST_TTFT)
         self.ttft.render("vllm:time_to_first_token_seconds", out)
         out.append(_HIST_ITL)
@@ -228,6 +244,14 @@ _COUNTER_GENERATION = _header(
 )
 _COUNTER_SUCCESS = _header(
     "vllm:request_success_total", "counter", "Count of successfully processed requests."
+)
+_COUNTER_PREFIX_QUERIES = _header(
+    "vllm:prefix_cache_queries_total",
+    "counter",
+    "Prefix cache queries, in terms of number of queried tokens.",
+)
+_COUNTER_PREFIX_HITS = _header(
+    "vllm:prefix_cache_hits_total", "counter", "Prefix cache hits, in terms of number of cached tokens."
 )
 _HIST_TTFT = _header(
     "vllm:time_to_first_token_seconds", "histogram", "Histogram of time to first token in seconds."

@@ -7,7 +7,9 @@ Pure: no I/O, no clock (callers pass `created`), no engine state.
 
 Token accounting is a deterministic stand-in for a tokenizer: a text costs one token per
 whitespace-separated word, a token-id prompt one per id, and every prompt at least one. Output token
-`i` is the text `" tok<i>"`.
+`i` is the text `" tok<i>"`. When the engine caches prefixes (`kv_blocks` set), the prompt's token ids
+are kept too: each word maps to a fixed id (`engine.word_token_id`), chat messages are read in order,
+so prompts that start with the same words start with the same KV blocks.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any, Literal
 import orjson
 
 from kthena_router.sim.config import MAX_MODEL_LEN, SimConfig
-from kthena_router.sim.engine import FinishReason
+from kthena_router.sim.engine import FinishReason, word_token_id
 from kthena_router.sim.errors import bad_request, model_not_found
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ class GenerationRequest:
     stream: bool
     include_usage: bool
     continuous_usage: bool
+    token_ids: tuple[int, ...] = ()
 
 
 def token_text(index: int) -> str:
@@ -76,15 +79,20 @@ def parse_request(kind: Kind, body: bytes, config: SimConfig, served: frozenset[
     if model not in served:
         raise model_not_found(model)
 
+    token_ids: tuple[int, ...] = ()
     if kind == "completion":
         if "prompt" not in data:
             raise bad_request("`prompt` is required.", "prompt")
         prompt_tokens = _prompt_tokens(data["prompt"])
         requested = _optional_int(data, "max_tokens")
+        if config.kv_blocks is not None:
+            token_ids = _prompt_ids(data["prompt"]) or (0,)
     else:
         if "messages" not in data:
             raise bad_request("`messages` is required.", "messages")
         prompt_tokens = _messages_tokens(data["messages"])
+        if config.kv_blocks is not None:
+            token_ids = _messages_ids(data["messages"]) or (0,)
         requested = _optional_int(data, "max_completion_tokens")
         if requested is None:
             requested = _optional_int(data, "max_tokens")
@@ -139,6 +147,7 @@ def parse_request(kind: Kind, body: bytes, config: SimConfig, served: frozenset[
         stream=stream,
         include_usage=include_usage,
         continuous_usage=continuous_usage,
+        token_ids=token_ids,
     )
 
 
@@ -159,6 +168,30 @@ def _prompt_tokens(prompt: Any) -> int:
                 "The simulator serves one prompt per request; batched prompts are not supported.", "prompt"
             )
     raise bad_request("`prompt` must be a string or a non-empty list of token ids.", "prompt")
+
+
+def _prompt_ids(prompt: Any) -> tuple[int, ...]:
+    """Token ids of a prompt `_prompt_tokens` accepted."""
+    if isinstance(prompt, list) and len(prompt) == 1:
+        prompt = prompt[0]
+    if isinstance(prompt, str):
+        return tuple(word_token_id(w) for w in prompt.split())
+    return tuple(prompt)
+
+
+def _messages_ids(messages: list[Any]) -> tuple[int, ...]:
+    """Token ids of the text of messages `_messages_tokens` accepted, in order."""
+    ids: list[int] = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            ids.extend(word_token_id(w) for w in content.split())
+        elif isinstance(content, list):
+            for part in content:
+                text = part.get("text")
+                if part.get("type") == "text" and isinstance(text, str):
+                    ids.extend(word_token_id(w) for w in text.split())
+    return tuple(ids)
 
 
 def _is_token_ids(values: list[Any]) -> bool:

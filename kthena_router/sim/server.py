@@ -2,7 +2,7 @@
 
 `build_app` wires the routes to one `Engine` and one `SimMetrics` owned by the app; `start_simulator`
 binds a real socket (any loopback address, port 0 for a free one) and serves the app until
-`SimServer.close`. Request bodies become `GenerationRequest`s in `protocol.py`; errors are rendered in
+`SimServer.close`; the engine's task is stopped with the app. Request bodies become `GenerationRequest`s in `protocol.py`; errors are rendered in
 one middleware; every response, errors and /metrics included, carries `X-Served-By: host:port`.
 
 Handlers must be cancelled when their client disconnects so that queue places and slots are given back
@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
+import orjson
 from aiohttp import web
 
 from kthena_router.sim.config import SimConfig
@@ -86,6 +87,12 @@ def build_app(config: SimConfig, served_by: str) -> web.Application:
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/health", _health)
     app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/get_load", _load)
+
+    async def close_engine(app: web.Application) -> None:
+        await app[STATE].engine.close()
+
+    app.on_cleanup.append(close_engine)
 
     async def add_served_by(request: web.Request, response: web.StreamResponse) -> None:
         response.headers[SERVED_BY_HEADER] = served_by
@@ -151,6 +158,7 @@ async def _generate(request: web.Request, kind: Kind) -> web.StreamResponse:
         max_tokens=req.max_tokens,
         lora=req.lora,
         finish_reason=req.finish_reason,
+        token_ids=req.token_ids,
     )
     if req.stream:
         return await _stream(request, state, req, seq, StreamEncoder(req, rid, created))
@@ -201,6 +209,19 @@ async def _metrics(request: web.Request) -> web.StreamResponse:
     return web.Response(
         body=state.metrics.render(state.engine), headers={"Content-Type": METRICS_CONTENT_TYPE}
     )
+
+
+async def _load(request: web.Request) -> web.StreamResponse:
+    # SGLang's load report, which vllm-router's `power_of_two` policy polls: requests in the engine.
+    engine = request.app[STATE].engine
+    body = orjson.dumps(
+        {
+            "load": engine.num_running + engine.num_waiting,
+            "num_reqs": engine.num_running,
+            "num_waiting_reqs": engine.num_waiting,
+        }
+    )
+    return web.Response(body=body, content_type=_JSON)
 
 
 # -- running on a socket -------------------------------------------------------------------------------

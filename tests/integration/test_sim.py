@@ -168,3 +168,31 @@ async def test_command_line_serves_and_exits_cleanly_on_sigterm():
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_a_batching_simulator_reuses_a_shared_prefix_and_reports_lora_slots():
+    config = SimConfig(
+        model="base-model",
+        loras=("adapter-a", "adapter-b"),
+        kv_blocks=32,
+        block_size=4,
+        max_loras=1,
+        ttft_ms=1,
+        prefill_ms_per_token=0.5,
+        itl_ms=1,
+        itl_batch_factor=0.1,
+    )
+    server = await start_simulator(config, "127.0.0.1", 0)
+    system = "one two three four five six seven eight "
+    try:
+        async with openai.AsyncOpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0) as oa:
+            for model, question in (("adapter-a", "nine"), ("adapter-a", "ten eleven")):
+                result = await oa.completions.create(model=model, prompt=system + question, max_tokens=2)
+                assert result.choices[0].text == " tok0 tok1"
+        async with aiohttp.ClientSession() as session, session.get(server.url + "/metrics") as resp:
+            text = await resp.text()
+        assert re.search(r'^vllm:prefix_cache_hits_total\{model_name="base-model"\} 8$', text, re.M)
+        assert re.search(r'^vllm:prefix_cache_queries_total\{model_name="base-model"\} 19$', text, re.M)
+        assert 'vllm:lora_requests_info{max_lora="1",running_lora_adapters="",' in text
+    finally:
+        await server.close()

@@ -2,7 +2,8 @@
 `pytest tests/reconcile --update-golden` that rewrites the `*.out.yaml` files.
 
 An input may hold one test-only document `kind: ReconcileOptions` whose keys (camelCase) set the
-options: defaultPort, routerNamespace, enableGatewayApi, enableInferenceExtension, unavailablePorts.
+options: defaultPort, routerNamespace, enableGatewayApi, enableInferenceExtension, unavailablePorts,
+checkExtensionRefs.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ _OPTION_KEYS = {
     "enableGatewayApi": "enable_gateway_api",
     "enableInferenceExtension": "enable_inference_extension",
     "unavailablePorts": "unavailable_ports",
+    "checkExtensionRefs": "check_extension_refs",
 }
 
 
@@ -62,13 +64,14 @@ def summarize(snapshot: Snapshot) -> dict[str, Any]:
         if table.catch_all is not None:
             listeners.append(table.catch_all)
         ports[port] = [_listener(lr) for lr in listeners]
-    pools = {
-        str(ref): {
+    pools: dict[str, Any] = {}
+    for ref, pool in sorted(snapshot.pools.items()):
+        pools[str(ref)] = {
             "appProtocol": pool.app_protocol,
             "endpoints": [f"{e.address} pod={e.pod} engine={e.engine}" for e in pool.endpoints],
         }
-        for ref, pool in sorted(snapshot.pools.items())
-    }
+        if pool.unusable_reason is not None:
+            pools[str(ref)]["unusableReason"] = pool.unusable_reason
     out: dict[str, Any] = {"ports": ports, "pools": pools}
     if snapshot.objectives:
         out["objectives"] = {str(ref): {"pool": pool, "priority": priority}

@@ -34,6 +34,27 @@ def test_every_flag_reaches_the_config():
     )
 
 
+def test_batching_flags_reach_the_config():
+    args = build_parser().parse_args(
+        [
+            "--model", "m", "--lora", "a", "--kv-blocks", "512", "--block-size", "8", "--speed", "1.5",
+            "--max-loras", "1", "--lora-load-ms", "40", "--prefill-ms-per-token", "0.2",
+            "--itl-batch-factor", "0.05",
+        ]
+    )  # fmt: skip
+    assert config_from_args(args) == SimConfig(
+        model="m",
+        loras=("a",),
+        kv_blocks=512,
+        block_size=8,
+        speed=1.5,
+        max_loras=1,
+        lora_load_ms=40.0,
+        prefill_ms_per_token=0.2,
+        itl_batch_factor=0.05,
+    )
+
+
 def test_model_is_required(capsys):
     with pytest.raises(SystemExit) as exited:
         build_parser().parse_args([])

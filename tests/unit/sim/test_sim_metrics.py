@@ -70,6 +70,23 @@ def test_lora_info_lists_running_and_waiting_adapters_with_the_update_time():
     assert got[key] == "1700000123.25"
 
 
+def test_lora_info_reports_the_lora_slots_as_max_lora():
+    config = SimConfig(model="m", loras=("a", "b", "c"), max_loras=2)
+    got = samples(render(config, FakeEngine()))
+    assert any(name == "vllm:lora_requests_info" and 'max_lora="2"' in labels for name, labels in got)
+
+
+def test_prefix_cache_counters_are_in_tokens_and_only_with_a_bounded_kv_cache():
+    config = SimConfig(model="m", kv_blocks=10)
+    metrics = SimMetrics(config)
+    metrics.observe_prefix_lookup(40, 32)
+    metrics.observe_prefix_lookup(8, 0)
+    got = samples(render(config, metrics=metrics))
+    assert got[("vllm:prefix_cache_queries_total", 'model_name="m"')] == "48"
+    assert got[("vllm:prefix_cache_hits_total", 'model_name="m"')] == "32"
+    assert "prefix_cache" not in render(SimConfig(model="m"))
+
+
 def test_no_lora_info_without_adapters_as_in_vllm():
     assert "vllm:lora_requests_info" not in render(SimConfig(model="m"))
 

@@ -4,6 +4,7 @@ import orjson
 import pytest
 
 from kthena_router.sim.config import MAX_MODEL_LEN, SimConfig
+from kthena_router.sim.engine import word_token_id
 from kthena_router.sim.errors import SimError
 from kthena_router.sim.protocol import (
     SSE_DONE,
@@ -256,3 +257,28 @@ def test_models_list_has_the_base_model_then_adapters_parented_to_it():
     for card in body["data"]:
         assert card["object"] == "model" and card["owned_by"] == "vllm" and card["created"] == 123
         assert card["max_model_len"] == MAX_MODEL_LEN
+
+
+def test_token_ids_are_kept_only_when_prefixes_are_cached():
+    body = orjson.dumps({"model": "base", "prompt": "a b c"})
+    served = frozenset({"base"})
+    plain = parse_request("completion", body, SimConfig(model="base"), served)
+    cached = parse_request("completion", body, SimConfig(model="base", kv_blocks=8), served)
+    assert plain.token_ids == ()
+    assert cached.token_ids == tuple(word_token_id(w) for w in ("a", "b", "c"))
+
+
+def test_chat_and_completion_with_the_same_words_have_the_same_token_ids():
+    config = SimConfig(model="base", kv_blocks=8)
+    served = frozenset({"base"})
+    messages = [
+        {"role": "system", "content": "you are terse"},
+        {"role": "user", "content": [{"type": "text", "text": "hi there"}]},
+    ]
+    chat = parse_request("chat", orjson.dumps({"model": "base", "messages": messages}), config, served)
+    text = parse_request(
+        "completion", orjson.dumps({"model": "base", "prompt": "you are terse hi there"}), config, served
+    )
+    ids = parse_request("completion", orjson.dumps({"model": "base", "prompt": [7, 8, 9]}), config, served)
+    assert chat.token_ids == text.token_ids and len(chat.token_ids) == chat.prompt_tokens == 5
+    assert ids.token_ids == (7, 8, 9)

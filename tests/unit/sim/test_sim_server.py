@@ -217,3 +217,28 @@ async def test_a_failure_mid_stream_cuts_the_stream_and_frees_the_slot(make_clie
     with pytest.raises(aiohttp.ClientPayloadError):
         await resp.read()
     await wait_for_gauges(client, running=0, waiting=0)
+
+
+async def test_get_load_reports_requests_in_the_engine_for_power_of_two_routers(make_client):
+    client = await make_client(ttft_ms=LONG_MS, max_num_seqs=1)
+    body = {"model": "base", "prompt": "x", "max_tokens": 1}
+    tasks = [asyncio.create_task(client.post("/v1/completions", json=body)) for _ in range(3)]
+    await wait_for_gauges(client, running=1, waiting=2)
+    resp = await client.get("/get_load")
+    assert resp.status == 200
+    assert await resp.json() == {"load": 3, "num_reqs": 1, "num_waiting_reqs": 2}
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_repeated_prompt_prefix_is_counted_as_prefix_cache_hits(make_client):
+    client = await make_client(kv_blocks=64, block_size=4)
+    system = "you are a helpful assistant who answers in exactly one short sentence " * 2
+    for question in ("what is two plus two", "name a colour"):
+        body = {"model": "base", "prompt": system + question, "max_tokens": 2}
+        resp = await client.post("/v1/completions", json=body)
+        assert resp.status == 200
+    text = await (await client.get("/metrics")).text()
+    hits = re.search(r'^vllm:prefix_cache_hits_total\{model_name="base"\} (\d+)$', text, re.M)
+    assert hits is not None and int(hits.group(1)) == 24  # six shared blocks of four words

@@ -1,0 +1,1 @@
+"""What the router knows about each model-server endpoint: scraped load, cache use, latency and adapters."""
