@@ -222,6 +222,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=getattr(logging, args.log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     settings = settings_from_args(args)
+    from kthena_router.scheduling.config import load_scheduler_config
+    from kthena_router.scheduling.framework import ConfigError
+
+    try:  # a bad scheduler config stops the router before anything starts, with one clear line
+        load_scheduler_config(settings.scheduler_config)
+    except ConfigError as exc:
+        print(f"kthena-router: --scheduler-config: {exc}", file=sys.stderr)
+        return 2
     for name, value in sorted(vars(args).items()):
         log.debug("flag %s=%s", name, value)
     try:

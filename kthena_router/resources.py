@@ -21,6 +21,10 @@ from kthena_router.api.referencegrant import ReferenceGrant
 
 CONTROLLER_NAME = "volcano.sh/kthena-router"
 GATEWAY_CLASS_NAME = "kthena-router"
+# The router marks the `default` Gateway it creates with this label; in a listener conflict such a Gateway
+# yields to every Gateway a user made, so a user's Gateway on `--port` (as in Kthena's guide) is served.
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "kthena-router"
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,8 @@ log = logging.getLogger("bench.scheduling")
 
 BENCH = Path(__file__).resolve().parents[1]
 PEER_BIN = BENCH / ".venv-peers" / "bin" / "vllm-router"
+# What the routers under test print (warnings and errors), for a look after a surprising cell.
+SYSTEMS_LOG = Path(tempfile.gettempdir()) / "kthena-bench-scheduling-systems.log"
 
 FULL = {"duration": 3.5, "drain": 6.0, "rates": (0.6, 1.0, 1.4), "budget": 1140.0}
 QUICK = {"duration": 2.0, "drain": 4.0, "rates": (0.6, 1.2), "budget": 170.0}
@@ -227,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     import uvloop
 
     args.out.mkdir(parents=True, exist_ok=True)
-    with open(args.out / "scheduling-systems.log", "wb") as system_log:
+    with open(SYSTEMS_LOG, "wb") as system_log:
         return uvloop.run(run(args, system_log))
 
 

@@ -18,7 +18,7 @@ from kthena_router.api.core import Namespace
 from kthena_router.api.gateway import Gateway, GatewayClass, Listener, RouteGroupKind
 from kthena_router.api.meta import GATEWAY_GROUP, Condition, Metadata, ObjectRef
 from kthena_router.reconcile import status as st
-from kthena_router.resources import ReconcileOptions, Resources
+from kthena_router.resources import MANAGED_BY_LABEL, MANAGED_BY_VALUE, ReconcileOptions, Resources
 from kthena_router.routing.table import RouteEntry, compile_routes
 from kthena_router.snapshot import ListenerRoutes, PortTable
 
@@ -118,9 +118,11 @@ def handled_gateways(resources: Resources, options: ReconcileOptions,
     return gateways
 
 
-def _precedence(gw: Gateway) -> tuple[str, str, str]:
-    """Older Gateways win conflicts, then "namespace/name" order (an empty timestamp sorts first)."""
-    return (gw.meta.creation_timestamp, gw.meta.namespace, gw.meta.name)
+def _precedence(gw: Gateway) -> tuple[bool, str, str, str]:
+    """Gateways users made beat the one the router created; then older Gateways win conflicts, then
+    "namespace/name" order (an empty timestamp sorts first)."""
+    router_made = gw.meta.labels.get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE
+    return (router_made, gw.meta.creation_timestamp, gw.meta.namespace, gw.meta.name)
 
 
 def evaluate_listeners(gateways: Iterable[Gateway],

@@ -23,7 +23,7 @@ import aiohttp
 
 from kthena_router.api.meta import ObjectRef
 from kthena_router.reconcile.status import Statuses
-from kthena_router.resources import CONTROLLER_NAME, GATEWAY_CLASS_NAME
+from kthena_router.resources import CONTROLLER_NAME, GATEWAY_CLASS_NAME, MANAGED_BY_LABEL, MANAGED_BY_VALUE
 from kthena_router.sources.kube import (
     GATEWAY_CLASSES,
     GATEWAYS,
@@ -273,7 +273,8 @@ class StatusWriter:
         }
         gateway = {
             "apiVersion": GATEWAYS.api_version, "kind": "Gateway",
-            "metadata": {"name": "default", "namespace": self.namespace},
+            "metadata": {"name": "default", "namespace": self.namespace,
+                         "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE}},
             "spec": {"gatewayClassName": self.gateway_class_name,
                      "listeners": [{"name": "default", "port": self.port, "protocol": "HTTP",
                                     "allowedRoutes": {"namespaces": {"from": "All"}}}]},

@@ -102,3 +102,12 @@ async def test_make_run_serves_the_guides_curl_and_exits_cleanly_on_sigterm():
     assert proc.returncode == 0, err.decode()
     assert b'"POST /v1/completions HTTP/1.1" 200' in out  # the access log, kthena's text layout
     assert b"Traceback" not in err
+
+
+async def test_a_bad_scheduler_config_stops_the_router_with_one_line(tmp_path):
+    bad = tmp_path / "scheduler.yaml"
+    bad.write_text("scheduler:\n  plugins:\n    Score:\n      enabled: [{name: nope, weight: 1}]\n")
+    code, _, err = await _run("--config-dir", str(QUICKSTART), "--scheduler-config", str(bad))
+    assert code == 2
+    assert "scheduler.plugins.Score.enabled[0]: unknown plugin 'nope'" in err
+    assert "Traceback" not in err
