@@ -110,6 +110,7 @@ class RouterApp:
         self._listeners: ListenerManager | None = None
         self._side_runners: list[Any] = []
         self._simulators: dict[tuple[str, int], Any] = {}
+        self._labelled_endpoints: set[tuple[str, str]] = set()  # (address, pool) pairs metrics may label
         self.proxy: Proxy | None = None
         # Scheduling: a bad --scheduler-config fails here, before anything is started (ConfigError).
         self.endpoint_states = EndpointStates(stale_after=settings.metrics_stale_after)
@@ -249,6 +250,10 @@ class RouterApp:
         self.scraper.sync(endpoints)
         self.scheduler.forget({e.key for e in endpoints})
         self.admission.update_pools(snapshot.pools)
+        labelled = {(e.address, str(ref)) for ref, pool in snapshot.pools.items() for e in pool.endpoints}
+        for address, pool_label in self._labelled_endpoints - labelled:
+            self.metrics.forget_endpoint(address, pool_label)
+        self._labelled_endpoints = labelled
 
     async def _start_simulators(self, snapshot: Snapshot) -> None:
         from kthena_router.sim import SimConfig, start_simulator

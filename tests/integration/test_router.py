@@ -531,3 +531,26 @@ async def test_conformance_test_mode_picks_the_endpoint_named_in_the_header(tmp_
                 assert resp.status == 503
     finally:
         await router.app.shutdown()
+
+
+async def test_metrics_forget_endpoints_that_leave_the_pool(tmp_path, sims, pod_port):
+    port = free_port()
+    path = write_manifests(tmp_path, "c.yaml", gateway("gw", port), pool("demo", pod_port, LABELS),
+                           _route("demo", rules=POOL_RULE), pod("p0", POD_IPS[0], LABELS))
+    router = await start_router(tmp_path, port=port)
+    gone = f"{POD_IPS[0]}:{pod_port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(router.url + "/v1/completions", json={"model": MODEL, "prompt": "x"}) as r:
+                assert r.status == 200
+            async with session.get(router.metrics_url) as r:
+                assert f'model_server="{gone}"' in await r.text()
+            write_manifests(tmp_path, "c.yaml", gateway("gw", port), pool("demo", pod_port, LABELS),
+                            _route("demo", rules=POOL_RULE), pod("p1", POD_IPS[1], LABELS))
+            assert path.exists()
+            await router.wait_for(lambda app: all(
+                e.key.ip == POD_IPS[1] for p in app.state.snapshot.pools.values() for e in p.endpoints))
+            async with session.get(router.metrics_url) as r:
+                assert f'model_server="{gone}"' not in await r.text()
+    finally:
+        await router.app.shutdown()
