@@ -42,7 +42,7 @@ PEER_BIN = BENCH / ".venv-peers" / "bin" / "vllm-router"
 # What the routers under test print (warnings and errors), for a look after a surprising cell.
 SYSTEMS_LOG = Path(tempfile.gettempdir()) / "kthena-bench-scheduling-systems.log"
 
-FULL = {"duration": 3.5, "drain": 6.0, "rates": (0.6, 1.0, 1.4), "budget": 1140.0}
+FULL = {"duration": 3.0, "drain": 5.0, "rates": (0.6, 1.0, 1.4), "budget": 1100.0}
 QUICK = {"duration": 2.0, "drain": 4.0, "rates": (0.6, 1.2), "budget": 170.0}
 QUICK_SYSTEMS = ("default", "round-robin", "vllm-router cache_aware")
 
@@ -61,6 +61,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--budget", type=float, help="seconds after which no new cell starts")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the previous run's results (results/scheduling.json) for workloads not run now",
+    )
     p.add_argument(
         "--max-load",
         type=float,
@@ -85,6 +90,8 @@ def pick_systems(args: argparse.Namespace) -> tuple[list[System], list[str]]:
     wanted = args.systems or (QUICK_SYSTEMS if args.quick else None)
     if wanted:
         systems = [s for s in systems if s.name in wanted]
+    # The target's comparison first, so a spent time budget drops single-plugin runs before it.
+    systems.sort(key=lambda s: s.name not in ("default", "round-robin") and s.kind != "peer")
     if not PEER_BIN.exists():
         dropped = [s.name for s in systems if s.kind == "peer"]
         systems = [s for s in systems if s.kind != "peer"]
@@ -126,6 +133,9 @@ async def run(args: argparse.Namespace, system_log) -> int:
         os.sched_setaffinity(0, {1})
 
     raw_path = args.out / "scheduling.json"
+    previous = (
+        [Cell(**raw) for raw in json.loads(raw_path.read_text())] if args.merge and raw_path.exists() else []
+    )
     cells: list[Cell] = []
     skipped: list[str] = []
     started = time.monotonic()
@@ -169,6 +179,18 @@ async def run(args: argparse.Namespace, system_log) -> int:
                     fleet.stop()
                 raw_path.write_text(json.dumps([c.to_dict() for c in cells], indent=1))
     elapsed = time.monotonic() - started
+    run_now = {w.name for w in workloads}
+    if args.merge and previous:
+        kept = [c for c in previous if c.workload not in run_now]
+        cells = kept + cells
+        workloads = [
+            w for w in WORKLOADS.values() if w.name in run_now or any(c.workload == w.name for c in kept)
+        ]
+        notes.append(
+            f"Workloads {', '.join(sorted({c.workload for c in kept}))} are from the previous run "
+            "(`--merge`), with the same fleet and settings unless stated otherwise above."
+        )
+        raw_path.write_text(json.dumps([c.to_dict() for c in cells], indent=1))
 
     plots: dict[str, str] = {}
     for workload in workloads:

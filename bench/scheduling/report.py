@@ -191,13 +191,14 @@ def plot(workload: str, title: str, cells: list[Cell], path: Path) -> None:
     )
     systems = sorted({c.system for c in cells}, key=_order)
     for ax, (label, get, log_scale) in zip(axes.flat, panels, strict=True):
-        for system in systems:
+        for index, system in enumerate(systems):
             points = sorted((c.rate, get(c)) for c in cells if c.system == system)
             xs = [x for x, y in points if math.isfinite(y)]
             ys = [y for x, y in points if math.isfinite(y)]
             style = "-" if system in ("default", "round-robin") or system.startswith("vllm") else ":"
             width = 2.5 if system == "default" else 1.2
-            ax.plot(xs, ys, style, marker="o", linewidth=width, markersize=3, label=system)
+            color = plt.get_cmap("tab20")(index % 20)
+            ax.plot(xs, ys, style, color=color, marker="o", linewidth=width, markersize=3, label=system)
         ax.set_xlabel("offered rate (req/s)")
         ax.set_ylabel(label)
         if log_scale:
