@@ -75,12 +75,6 @@ class NoEndpoints(RouterError):
     reason = "no_endpoints"
 
 
-class NotReady(RouterError):
-    status = 503
-    type = "service_unavailable_error"
-    reason = "not_ready"
-
-
 class QueueTimeout(RouterError):
     """A request waited in the router's admission queue longer than `--queue-timeout`."""
 
@@ -104,5 +98,5 @@ class RequestTimeout(RouterError):
 # The statuses the router itself produces, for the README's error table and its test.
 ERROR_TABLE: tuple[type[RouterError], ...] = (
     BadRequest, NoListener, NoRoute, BodyTooLarge, Overloaded, InvalidBackend, UpstreamFailed,
-    NoEndpoints, QueueTimeout, NotReady, UpstreamTimeout, RequestTimeout,
+    NoEndpoints, QueueTimeout, UpstreamTimeout, RequestTimeout,
 )

@@ -49,7 +49,8 @@ class SchedulerConfig:
 # The built-in pipeline: the inference extension's queue 2 + kv-cache 2 + prefix 3, plus the router's own
 # in-flight load (least-request, 2) so bursts between two scrapes spread. Retune here.
 DEFAULT_SCHEDULER = SchedulerConfig(
-    scorers=(("least-request", 2.0), ("queue", 2.0), ("kv-cache", 2.0), ("prefix-cache", 3.0)),
+    scorers=(("least-request", 2.0), ("queue", 2.0), ("kv-cache", 2.0), ("prefix-cache", 3.0),
+             ("lora-affinity", 2.0)),
 )
 
 _SCHEDULER_KEYS = {"pluginConfig", "plugins", "picker"}
