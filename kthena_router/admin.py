@@ -2,16 +2,63 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
-from kthena_router.listeners import make_server
+from kthena_router.errors import error_body
 from kthena_router.metrics import RouterMetrics
 
+log = logging.getLogger(__name__)
+
 _JSON = "application/json"
+
+
+class _RequestHandler(RequestHandler):
+    """aiohttp's connection handler, answering malformed HTTP with an OpenAI-style error object.
+
+    aiohttp would answer with plain text and log a traceback for every malformed request; a client's bad
+    bytes are not the router's error, so they get one log line at debug level.
+    """
+
+    def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if not isinstance(exc, HttpProcessingError) or status >= 500:
+            return super().handle_error(request, status, exc, message)
+        if request.writer.output_size > 0:
+            raise ConnectionError("the response has started; cannot send an error")
+        reason = " ".join((exc.message or "malformed request").split())
+        if len(reason) > 200:
+            reason = reason[:200] + "..."
+        log.debug("malformed HTTP request from %s: %s", request.remote, reason)
+        response = web.Response(status=status, body=error_body(f"malformed HTTP request: {reason}",
+                                                                "invalid_request_error", "bad_http_request"),
+                                content_type="application/json")
+        response.force_close()
+        return response
+
+
+class _Server(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _RequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+def make_server(handler: Callable[[BaseRequest], Awaitable[web.StreamResponse]], *,
+                max_body_bytes: int) -> web.Server:
+    """A low-level aiohttp server (no router, no middlewares) that cancels handlers of departed clients."""
+    loop = asyncio.get_running_loop()
+
+    def request_factory(message, payload, protocol: RequestHandler, writer, task) -> BaseRequest:
+        return BaseRequest(message, payload, protocol, writer, task, loop, client_max_size=max_body_bytes)
+
+    return _Server(handler, request_factory=request_factory, handler_cancellation=True, access_log=None)
 
 
 async def start_metrics_server(metrics: RouterMetrics, host: str, port: int) -> web.ServerRunner:

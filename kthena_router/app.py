@@ -23,6 +23,7 @@ from kthena_router.accesslog import AccessLog
 from kthena_router.admin import start_debug_server, start_metrics_server
 from kthena_router.endpoints.scraper import Scraper
 from kthena_router.endpoints.state import EndpointStates
+from kthena_router.http import ServerLimits
 from kthena_router.listeners import ListenerManager
 from kthena_router.metrics import RouterMetrics
 from kthena_router.proxy import Proxy
@@ -158,8 +159,8 @@ class RouterApp:
                            access_log=self.access_log, picker=self.scheduler, session=self._session,
                            rng=random.Random(), admission=self.admission)
         self._listeners = ListenerManager(self.proxy.handle, host=settings.host, main_port=settings.port,
-                                          max_body_bytes=settings.max_body_bytes,
-                                          ssl_context=_ssl_context(settings))
+                                          limits=server_limits(settings), ssl_context=_ssl_context(settings),
+                                          reuse_port=settings.workers > 1)
         await self._listeners.sync(frozenset())
         if self._status_sink is not None:
             await self._status_sink.start()
@@ -298,6 +299,14 @@ class RouterApp:
 class _NotSimulated:
     async def close(self) -> None:
         return None
+
+
+def server_limits(settings: Settings) -> ServerLimits:
+    return ServerLimits(
+        max_body_bytes=settings.max_body_bytes, max_header_bytes=settings.max_header_bytes,
+        max_headers=settings.max_headers, header_read_timeout=settings.header_read_timeout,
+        body_read_timeout=settings.body_read_timeout, keepalive_timeout=settings.keepalive_timeout,
+        max_connections=settings.max_connections, max_streams=settings.max_streams)
 
 
 def _ssl_context(settings: Settings) -> ssl.SSLContext | None:

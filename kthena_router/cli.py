@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -107,6 +108,52 @@ def build_parser() -> argparse.ArgumentParser:
                         "that did not ask for it (default true)")
     g.add_argument("--drain-timeout", type=_seconds, default=_seconds(env.get("DRAIN_TIMEOUT", "300")),
                    help="on SIGTERM, how long in-flight requests may take to finish (env DRAIN_TIMEOUT; default 300s)")
+    g.add_argument("--drain-delay", type=_seconds, default=_seconds(env.get("DRAIN_DELAY", "0")),
+                   help="on SIGTERM, /readyz fails at once and the listeners keep accepting this long, so load "
+                        "balancers notice first (env DRAIN_DELAY; default 0s)")
+    g.add_argument("--upstream-read-timeout", type=_seconds, default=300.0,
+                   help="longest silence from an endpoint while its response is awaited or streamed; then 504 "
+                        "or an error event (default 300s)")
+    g.add_argument("--upstream-keepalive-connections", type=_positive_int, default=256,
+                   help="idle connections kept open per endpoint (default 256)")
+    g = p.add_argument_group("limits")
+    g.add_argument("--max-header-bytes", type=_positive_int, default=64 * 1024,
+                   help="largest request head (request line and headers); larger gets 431 (default 64 KiB)")
+    g.add_argument("--max-headers", type=_positive_int, default=100,
+                   help="most header lines in a request; more gets 431 (default 100)")
+    g.add_argument("--header-read-timeout", type=_seconds, default=10.0,
+                   help="time a client has to send a complete request head; then 408 (default 10s)")
+    g.add_argument("--body-read-timeout", type=_seconds, default=30.0,
+                   help="longest pause within a request body upload; then 408 (default 30s)")
+    g.add_argument("--keepalive-timeout", type=_seconds, default=75.0,
+                   help="idle client connections are closed after this (default 75s)")
+    g.add_argument("--max-connections", type=_positive_int, default=10000,
+                   help="open client connections per listener; more are answered 503 and closed (default 10000)")
+    g.add_argument("--max-streams", type=_positive_int, default=4096,
+                   help="requests in progress per listener; more get 503 (default 4096)")
+    g = p.add_argument_group("outlier detection")
+    g.add_argument("--outlier-consecutive-failures", type=int, default=5,
+                   help="failures in a row (connect errors, resets, 5xx) that take an endpoint out of picking; "
+                        "0 disables (default 5)")
+    g.add_argument("--outlier-base-ejection", type=_seconds, default=30.0,
+                   help="how long an endpoint is left out the first time; doubles on each repeat, up to 10x "
+                        "(default 30s)")
+    g.add_argument("--outlier-max-ejection-percent", type=int, default=50,
+                   help="never leave out more than this share of a pool's endpoints (default 50)")
+    g = p.add_argument_group("processes")
+    g.add_argument("--workers", type=_positive_int, default=1,
+                   help="processes serving the same ports with SO_REUSEPORT, each with its own state (default 1)")
+    g = p.add_argument_group("authentication (off unless configured)")
+    g.add_argument("--api-keys-file", help="file of accepted API keys, one per line or `name: key`; "
+                                           "re-read when it changes")
+    g.add_argument("--api-keys-secret", help="NAMESPACE/NAME of a Kubernetes Secret whose values are accepted "
+                                             "API keys (Kubernetes mode)")
+    g.add_argument("--jwks-uri", help="URL or file of the JSON Web Key Set; enables JWT bearer authentication")
+    g.add_argument("--jwt-issuer", help="required `iss` of accepted JWTs")
+    g.add_argument("--jwt-audiences", default="",
+                   help="comma-separated; an accepted JWT's `aud` must name one of them")
+    g.add_argument("--jwks-refresh-interval", type=_seconds, default=300.0,
+                   help="how often the key set is fetched again (default 5m); unknown key ids also trigger a fetch")
     g = p.add_argument_group("scheduling")
     g.add_argument("--scheduler-config", help="scheduler YAML in kthena's shape (scheduler.pluginConfig, "
                                               "scheduler.plugins.Filter/Score); default: the built-in pipeline")
@@ -176,6 +223,18 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         leader_elect=args.leader_elect, leader_election_id=args.leader_election_id, pod_name=args.pod_name,
         kube_api_qps=args.kube_api_qps, kube_api_burst=args.kube_api_burst,
         conformance_test_mode=args.conformance_test_mode,
+        drain_delay=args.drain_delay, upstream_read_timeout=args.upstream_read_timeout,
+        upstream_keepalive_connections=args.upstream_keepalive_connections,
+        max_header_bytes=args.max_header_bytes, max_headers=args.max_headers,
+        header_read_timeout=args.header_read_timeout, body_read_timeout=args.body_read_timeout,
+        keepalive_timeout=args.keepalive_timeout, max_connections=args.max_connections,
+        max_streams=args.max_streams, outlier_consecutive_failures=max(0, args.outlier_consecutive_failures),
+        outlier_base_ejection=args.outlier_base_ejection,
+        outlier_max_ejection_percent=min(100, max(0, args.outlier_max_ejection_percent)),
+        workers=args.workers, api_keys_file=args.api_keys_file, api_keys_secret=args.api_keys_secret,
+        jwks_uri=args.jwks_uri, jwt_issuer=args.jwt_issuer,
+        jwt_audiences=tuple(a.strip() for a in args.jwt_audiences.split(",") if a.strip()),
+        jwks_refresh_interval=args.jwks_refresh_interval,
     )
 
 
@@ -232,6 +291,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     for name, value in sorted(vars(args).items()):
         log.debug("flag %s=%s", name, value)
+    from kthena_router.workers import supervise, worker_index
+
+    index = worker_index()
+    if settings.workers > 1 and index is None:
+        return supervise(argv, settings.workers)
+    if index:  # workers after the first: their own side ports, no simulators
+        settings = dataclasses.replace(
+            settings, metrics_port=settings.metrics_port + index if settings.metrics_port else 0,
+            debug_port=settings.debug_port + index if settings.debug_port else 0, simulate=False)
     try:
         import uvloop
     except ImportError:  # uvloop is a dependency; this only helps on platforms without wheels
@@ -258,8 +326,11 @@ async def _serve(settings: Settings) -> None:
         raise SystemExit(f"kthena-router: no Kubernetes configuration ({exc}); "
                          "pass --config-dir DIR or --kubeconfig FILE") from None
     try:
+        from kthena_router.workers import worker_index
+
         source, writer = kube_mode(settings, KubeApi(client))
-        await _run_app(RouterApp(settings, source=source, status_sink=writer))
+        # With --workers, one process writes status; the others only serve.
+        await _run_app(RouterApp(settings, source=source, status_sink=writer if not worker_index() else None))
     finally:
         await client.close()
 

@@ -33,6 +33,11 @@ class BadRequest(RouterError):
     reason = "request_parsing"
 
 
+class MalformedHTTP(BadRequest):
+    """The bytes are not valid HTTP/1.x; the connection is closed after the answer."""
+    reason = "bad_http_request"
+
+
 class NoListener(RouterError):
     status = 404
     type = "not_found_error"
@@ -95,8 +100,28 @@ class RequestTimeout(RouterError):
     reason = "request_timeout"
 
 
+class ClientTimeout(RouterError):
+    """The client was too slow sending its request head or body."""
+    status = 408
+    type = "invalid_request_error"
+    reason = "client_timeout"
+
+
+class HeadersTooLarge(RouterError):
+    status = 431
+    type = "invalid_request_error"
+    reason = "request_header_too_large"
+
+
+class ListenerBusy(RouterError):
+    """The listener's connection or request limit is reached."""
+    status = 503
+    type = "server_error"
+    reason = "listener_overloaded"
+
+
 # The statuses the router itself produces, for the README's error table and its test.
 ERROR_TABLE: tuple[type[RouterError], ...] = (
-    BadRequest, NoListener, NoRoute, BodyTooLarge, Overloaded, InvalidBackend, UpstreamFailed,
-    NoEndpoints, QueueTimeout, UpstreamTimeout, RequestTimeout,
+    BadRequest, MalformedHTTP, NoListener, NoRoute, BodyTooLarge, Overloaded, InvalidBackend, UpstreamFailed,
+    NoEndpoints, QueueTimeout, UpstreamTimeout, RequestTimeout, ClientTimeout, HeadersTooLarge, ListenerBusy,
 )

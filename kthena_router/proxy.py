@@ -16,13 +16,14 @@ import random
 import time
 
 import aiohttp
-from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
 from kthena_router import errors
 from kthena_router.accesslog import AccessLog
 from kthena_router.api.hostnames import normalize_host
+from kthena_router.http import HTTPRequest
+from kthena_router.http.request import header_lines
 from kthena_router.metrics import RouterMetrics
 from kthena_router.openai import (
     MODEL_PATHS,
@@ -46,10 +47,12 @@ log = logging.getLogger(__name__)
 # Hop-by-hop headers (RFC 9110 7.6.1) and proxy credentials: never forwarded in either direction.
 HOP_BY_HOP = ("Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Connection",
               "TE", "Trailer", "Transfer-Encoding", "Upgrade")
-_DROP_REQUEST = (*HOP_BY_HOP, "Content-Length", "Content-Encoding", "Expect")
-_DROP_RESPONSE = (*HOP_BY_HOP, "Content-Length")
+# Dropped from what goes upstream: hop-by-hop, framing (the router frames the body itself), the objective.
+_DROP_REQUEST = frozenset(name.lower().encode() for name in (
+    *HOP_BY_HOP, "Content-Length", "Expect", "X-Request-Id", "X-Forwarded-For", "X-Gateway-Inference-Objective"))
+_DROP_RESPONSE = frozenset(name.lower().encode() for name in (*HOP_BY_HOP, "Content-Length"))
 _RETRYABLE = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
-_JSON = "application/json"
+_JSON = b"application/json"
 _HEALTH_OK = b'{"message":"ok"}'
 _READY = b'{"message":"router is ready"}'
 _NOT_READY = b'{"message":"router is not ready"}'
@@ -60,17 +63,18 @@ CONFORMANCE_SELECTION_HEADER = "test-epp-endpoint-selection"
 CONFORMANCE_SERVED_HEADER = "x-conformance-test-served-endpoint"
 # Names the InferenceObjective (and so the priority) of a request; consumed here, never forwarded.
 OBJECTIVE_HEADER = "x-gateway-inference-objective"
+_PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
 
 
 class _Exchange:
     """Mutable per-request context shared by the steps of one request."""
 
-    __slots__ = ("request", "rec", "response", "upstream_body", "injected_usage", "model_label", "pick")
+    __slots__ = ("request", "rec", "sse", "upstream_body", "injected_usage", "model_label", "pick")
 
-    def __init__(self, request: web.BaseRequest, rec: RequestRecord) -> None:
+    def __init__(self, request: HTTPRequest, rec: RequestRecord) -> None:
         self.request = request
         self.rec = rec
-        self.response: web.StreamResponse | None = None  # set once headers are sent to the client
+        self.sse = False  # the response relayed is an event stream
         self.upstream_body = b""
         self.injected_usage = False
         self.model_label: str | None = None  # set while counted in the active-downstream gauge
@@ -93,46 +97,47 @@ class Proxy:
 
     # --- the boundary -------------------------------------------------------------------------------
 
-    async def handle(self, request: web.BaseRequest, port: int) -> web.StreamResponse:
+    async def handle(self, request: HTTPRequest, port: int) -> None:
         if port == self.settings.port:
             path = request.path
             if path == "/healthz":
-                return web.Response(body=_HEALTH_OK, content_type=_JSON)
+                request.respond(200, _HEALTH_OK)
+                return
             if path == "/readyz":
                 if self.state.ready:
-                    return web.Response(body=_READY, content_type=_JSON)
-                return web.Response(status=503, body=_NOT_READY, content_type=_JSON)
+                    request.respond(200, _READY)
+                else:
+                    request.respond(503, _NOT_READY)
+                return
             if path == "/metrics" and self.settings.expose_metrics_on_router_port:
-                body, content_type = self.metrics.render(request.headers.get("Accept"))
-                return web.Response(body=body, headers={"Content-Type": content_type})
-        version = request.version
-        rec = RequestRecord(request.method, request.path, f"HTTP/{version.major}.{version.minor}")
+                body, content_type = self.metrics.render(request.headers.get("accept"))
+                request.respond(200, body, content_type=content_type.encode())
+                return
+        rec = RequestRecord(request.method, request.path, _PROTOCOLS.get(request.version, "HTTP/1.1"))
         ex = _Exchange(request, rec)
         state = self.state
         state.request_started()
         try:
-            return await self._serve(ex, port)
+            await self._serve(ex, port)
         except errors.RouterError as err:
-            return self._fail(ex, err)
+            self._fail(ex, err)
         except asyncio.CancelledError:
-            if ex.response is None:
+            if not request.response_started:
                 rec.status_code = CLIENT_CLOSED
             rec.error_type = rec.error_type or "client_disconnected"
             raise
         except ConnectionResetError:  # writing to a client that has gone away
             rec.error_type = rec.error_type or "client_disconnected"
-            if ex.response is None:
+            if not request.response_started:
                 rec.status_code = CLIENT_CLOSED
-                return web.Response(status=CLIENT_CLOSED)
-            return ex.response
+            request.abort()
         except Exception as exc:  # the last line of defence: a bug must not leak a traceback to clients
             log.exception("unexpected error serving %s %s", request.method, request.path)
-            if ex.response is not None:
+            if request.response_started:
                 rec.error_type = rec.error_type or "internal_error"
-                if request.transport is not None:
-                    request.transport.close()
-                return ex.response
-            return self._fail(ex, errors.RouterError(f"internal error: {type(exc).__name__}"))
+                request.abort()
+            else:
+                self._fail(ex, errors.RouterError(f"internal error: {type(exc).__name__}"))
         finally:
             state.request_finished()
             rec.t_end = time.perf_counter()
@@ -141,49 +146,53 @@ class Proxy:
             self.metrics.request_done(rec)
             self.access_log.log(rec)
 
-    def _fail(self, ex: _Exchange, err: errors.RouterError) -> web.StreamResponse:
+    def _fail(self, ex: _Exchange, err: errors.RouterError) -> None:
         rec = ex.rec
         rec.status_code = err.status
         rec.error_type = err.reason
         rec.error_message = err.message
-        headers = {"Content-Type": _JSON}
-        if rec.request_id:
-            headers["X-Request-Id"] = rec.request_id
-        return web.Response(status=err.status, body=err.body(), headers=headers)
+        request = ex.request
+        if request.response_started:
+            return
+        extra = b"X-Request-Id: " + rec.request_id.encode("latin-1", "replace") + b"\r\n" if rec.request_id else b""
+        if err.status in (400, 408, 413, 431) and not request.body_complete:
+            request.keep_alive = False  # the rest of the body is not worth reading
+        request.respond(err.status, err.body(), extra)
 
     # --- routing ------------------------------------------------------------------------------------
 
-    async def _serve(self, ex: _Exchange, port: int) -> web.StreamResponse:
+    async def _serve(self, ex: _Exchange, port: int) -> None:
         request, rec = ex.request, ex.rec
         snap = self.state.snapshot
         table = snap.ports.get(port)
-        host = normalize_host(request.host or "")
+        host = normalize_host(request.host)
         listener = table.select(host) if table is not None else None
         if listener is None:
             raise errors.NoListener(f"no listener on port {port} matches host {host!r}")
         rec.gateway = str(listener.gateway)
-        request_id = request.headers.get("X-Request-Id") or os.urandom(16).hex()
+        headers = request.headers
+        request_id = headers.get("x-request-id") or os.urandom(16).hex()
         rec.request_id = request_id
 
-        body = await self._read_body(request)
-        parsed = parse_body(body, request.content_type,
-                            required=request.method == "POST" and request.path in MODEL_PATHS)
+        body = await request.read_body()
+        method, path = request.method, request.path
+        parsed = parse_body(body, request.content_type, required=method == "POST" and path in MODEL_PATHS)
         rec.model = parsed.model or ""
         rec.stream = parsed.stream
         if parsed.model is not None:
             ex.model_label = self.metrics.model_label(parsed.model)
             self.metrics.downstream_started(ex.model_label)
 
-        match = listener.table.match(host, request.method, request.path, request.query, request.headers,
-                                     parsed.model)
+        match = listener.table.match(host, method, path, request.query, headers, parsed.model)
         if match is None:
-            raise errors.NoRoute(_no_route_message(request.method, request.path, parsed.model))
+            raise errors.NoRoute(_no_route_message(method, path, parsed.model))
         rule = match.rule
         rec.http_route = str(rule.route)
         if rule.error is not None:
             raise errors.InvalidBackend(rule.error)
         if rule.redirect is not None:
-            return self._redirect(ex, listener, match, host)
+            self._redirect(ex, listener, match, host)
+            return
         backend = rule.choose_backend(self.rng)
         if backend is None:
             raise errors.InvalidBackend(f"HTTPRoute {rule.route} rule {rule.rule_index} has no backend")
@@ -197,111 +206,94 @@ class Proxy:
             raise errors.InvalidBackend(pool.unusable_reason)
         if not pool.endpoints:
             raise errors.NoEndpoints(f"InferencePool {pool.ref} has no ready endpoints")
-        priority = priority_of(snap.objectives, pool, request.headers.get(OBJECTIVE_HEADER)) \
+        priority = priority_of(snap.objectives, pool, headers.get(OBJECTIVE_HEADER)) \
             if snap.objectives else 0
 
         ex.upstream_body = body
         if parsed.stream and self.settings.stream_usage and parsed.payload is not None \
-                and request.path in USAGE_PATHS and not wants_usage(parsed.payload):
+                and path in USAGE_PATHS and not wants_usage(parsed.payload):
             injected = inject_stream_usage(body, parsed.payload)
             if injected is not None:
                 ex.upstream_body = injected
                 ex.injected_usage = True
-        headers = self._upstream_headers(request, parsed, request_id, listener, match, backend)
-        path = request.rel_url.raw_path
+        upstream_path = request.raw_path
         if rule.url_rewrite is not None and rule.url_rewrite.path is not None:
-            path = URL.build(path=rewrite_path(request.path, match.path, rule.url_rewrite.path)).raw_path
-        query = request.rel_url.raw_query_string
+            upstream_path = URL.build(path=rewrite_path(path, match.path, rule.url_rewrite.path)).raw_path
+        if request.query_string:
+            upstream_path = f"{upstream_path}?{request.query_string}"
+        upstream_headers = self._upstream_headers(request, parsed, request_id, match, backend)
 
         timeouts = rule.timeouts
+        forward = self._forward(ex, pool, parsed, upstream_headers, upstream_path, backend, rule,
+                                timeouts.backend_request or None, priority)
+        if not timeouts.request:
+            await forward
+            return
         try:
-            async with asyncio.timeout(timeouts.request or None):
-                return await self._forward(ex, pool, parsed, headers, path, query, backend, rule,
-                                           timeouts.backend_request or None, priority)
+            async with asyncio.timeout(timeouts.request):
+                await forward
         except TimeoutError:
-            if ex.response is None:
+            if not request.response_started:
                 raise errors.RequestTimeout(
                     f"request timed out after {timeouts.request:g}s (HTTPRoute {rule.route} timeouts.request)"
                 ) from None
             await self._abort(ex, errors.RequestTimeout("request timed out while streaming"))
-            return ex.response
 
-    async def _read_body(self, request: web.BaseRequest) -> bytes:
-        limit = self.settings.max_body_bytes
-        length = request.content_length
-        if length is not None and length > limit:
-            raise errors.BodyTooLarge(f"request body of {length} bytes exceeds the limit of {limit} bytes")
-        if not request.body_exists:
-            return b""
-        if request.version >= (1, 1) and request.headers.get("Expect", "").lower() == "100-continue":
-            # Clients such as curl hold large bodies back until they see this (curl waits a second).
-            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            request.writer.output_size = 0
-        if length is not None:
-            try:
-                return await request.content.readexactly(length)
-            except asyncio.IncompleteReadError:
-                raise errors.BadRequest("request body ended before Content-Length bytes") from None
-        chunks, size = [], 0
-        while True:
-            chunk = await request.content.readany()
-            if not chunk:
-                break
-            size += len(chunk)
-            if size > limit:
-                raise errors.BodyTooLarge(f"request body exceeds the limit of {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def _upstream_headers(self, request: web.BaseRequest, parsed: ParsedBody, request_id: str,
-                          listener: ListenerRoutes, match: RouteMatchResult, backend: Backend) -> CIMultiDict:
-        headers = CIMultiDict(request.headers)
-        connection = headers.get("Connection")
+    def _upstream_headers(self, request: HTTPRequest, parsed: ParsedBody, request_id: str,
+                          match: RouteMatchResult, backend: Backend) -> list[tuple[str, str]]:
+        """The request headers for the endpoint: the client's, minus hop-by-hop, plus the proxy's own."""
+        headers = request.headers
+        drop = _DROP_REQUEST
+        connection = headers.get("connection")
         if connection:
-            for token in connection.split(","):
-                headers.popall(token.strip(), None)
-        for name in _DROP_REQUEST:
-            headers.popall(name, None)
-        headers.popall(OBJECTIVE_HEADER, None)
-        headers["X-Request-Id"] = request_id
+            drop = drop | {token.strip().lower().encode("latin-1") for token in connection.split(",")}
+        out = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers.raw
+               if name.lower() not in drop]
+        out.append(("X-Request-Id", request_id))
         if parsed.model is not None:
-            headers["X-Gateway-Model-Name"] = parsed.model
+            out.append(("X-Gateway-Model-Name", parsed.model))
         remote = request.remote
+        prior = headers.get("x-forwarded-for")
         if remote:
-            prior = headers.get("X-Forwarded-For")
-            headers["X-Forwarded-For"] = f"{prior}, {remote}" if prior else remote
-        if "X-Forwarded-Proto" not in headers:
-            headers["X-Forwarded-Proto"] = request.scheme
+            out.append(("X-Forwarded-For", f"{prior}, {remote}" if prior else remote))
+        elif prior:
+            out.append(("X-Forwarded-For", prior))
+        if "x-forwarded-proto" not in headers:
+            out.append(("X-Forwarded-Proto", request.scheme))
         rule = match.rule
-        if rule.request_headers is not None:
-            apply_header_modifier(headers, rule.request_headers)
-        if backend.request_headers is not None:
-            apply_header_modifier(headers, backend.request_headers)
-        if rule.url_rewrite is not None and rule.url_rewrite.hostname:
-            headers["Host"] = rule.url_rewrite.hostname
-        return headers
+        if rule.request_headers is not None or backend.request_headers is not None or \
+                (rule.url_rewrite is not None and rule.url_rewrite.hostname):
+            modified = CIMultiDict(out)
+            if rule.request_headers is not None:
+                apply_header_modifier(modified, rule.request_headers)
+            if backend.request_headers is not None:
+                apply_header_modifier(modified, backend.request_headers)
+            if rule.url_rewrite is not None and rule.url_rewrite.hostname:
+                modified["Host"] = rule.url_rewrite.hostname
+            out = list(modified.items())
+        return out
 
-    def _redirect(self, ex: _Exchange, listener: ListenerRoutes, match: RouteMatchResult,
-                  host: str) -> web.StreamResponse:
+    def _redirect(self, ex: _Exchange, listener: ListenerRoutes, match: RouteMatchResult, host: str) -> None:
         request = ex.request
         redirect = match.rule.redirect
         assert redirect is not None
         location = redirect_location(request.scheme, host, listener.port, request.path,
-                                     request.rel_url.raw_query_string, match.path, redirect)
+                                     request.query_string, match.path, redirect)
         ex.rec.status_code = redirect.status_code
-        return web.Response(status=redirect.status_code, headers={"Location": location})
+        request.respond(redirect.status_code, b"", header_lines((("Location", location),)), content_type=b"")
 
     # --- upstream -----------------------------------------------------------------------------------
 
-    async def _forward(self, ex: _Exchange, pool, parsed: ParsedBody, headers: CIMultiDict, path: str,
-                       query: str, backend: Backend, rule, backend_timeout: float | None,
-                       priority: int = 0) -> web.StreamResponse:
+    async def _forward(self, ex: _Exchange, pool: Pool, parsed: ParsedBody, headers: list[tuple[str, str]],
+                       path: str, backend: Backend, rule, backend_timeout: float | None,
+                       priority: int = 0) -> None:
         rec = ex.rec
+        request = ex.request
         if self.settings.conformance_test_mode:
-            pool = _restrict_for_conformance(pool, ex.request.headers.get(CONFORMANCE_SELECTION_HEADER))
+            pool = _restrict_for_conformance(pool, request.headers.get(CONFORMANCE_SELECTION_HEADER))
         if self.admission is not None:
             await self.admission.admit(pool, priority)  # may wait while the pool is saturated
-        pick_request = ex.pick = PickRequest(parsed.model, parsed.payload, ex.request.headers)
+        pick_request = ex.pick = PickRequest(parsed.model, parsed.payload, request.headers)
         tried: list[EndpointKey] = []
         attempts = min(1 + self.settings.max_retries, len(pool.endpoints))
         last_error: Exception | None = None
@@ -315,12 +307,11 @@ class Proxy:
             rec.selected_endpoint = endpoint.address
             rec.selected_pod = str(endpoint.pod)
             try:
-                response = await self._attempt(ex, endpoint, headers, path, query, backend, rule,
-                                               backend_timeout, parsed.model)
+                await self._attempt(ex, endpoint, headers, path, backend, rule, backend_timeout, parsed.model)
                 self.picker.finished(pick_request, endpoint, rec)
-                return response
+                return
             except _RETRYABLE as exc:
-                if ex.response is not None:
+                if request.response_started:
                     raise
                 last_error = exc
                 log.warning("connection to %s failed (%s); %s", endpoint.address, exc,
@@ -329,11 +320,9 @@ class Proxy:
             f"could not reach any endpoint of InferencePool {pool.ref}"
             + (f": {last_error}" if last_error else ""))
 
-    async def _attempt(self, ex: _Exchange, endpoint: Endpoint, headers: CIMultiDict, path: str, query: str,
-                       backend: Backend, rule, backend_timeout: float | None,
-                       model: str | None) -> web.StreamResponse:
+    async def _attempt(self, ex: _Exchange, endpoint: Endpoint, headers: list[tuple[str, str]], path: str,
+                       backend: Backend, rule, backend_timeout: float | None, model: str | None) -> None:
         rec = ex.rec
-        url = URL.build(scheme="http", authority=endpoint.address, path=path, query_string=query, encoded=True)
         inflight = self.state.inflight
         model_label = self.metrics.model_label(model or "")
         pool_label = rec.inference_pool
@@ -342,91 +331,100 @@ class Proxy:
         try:
             if not rec.t_upstream_start:
                 rec.t_upstream_start = time.perf_counter()
+            exchange = self._exchange(ex, endpoint, headers, path, backend, rule)
+            if backend_timeout is None:
+                await exchange
+                return
             try:
                 async with asyncio.timeout(backend_timeout):
-                    return await self._exchange(ex, endpoint, url, headers, backend, rule)
+                    await exchange
             except TimeoutError:
-                if ex.response is None:
+                if not ex.request.response_started:
                     raise errors.UpstreamTimeout(
                         f"endpoint {endpoint.address} did not respond within {backend_timeout:g}s "
                         f"(HTTPRoute {rule.route} timeouts.backendRequest)") from None
                 await self._abort(ex, errors.UpstreamTimeout("backend request timed out while streaming"))
-                return ex.response
         finally:
             inflight.release(endpoint.key)
             self.metrics.upstream_finished(endpoint.address, pool_label, model_label)
 
-    async def _exchange(self, ex: _Exchange, endpoint: Endpoint, url: URL, headers: CIMultiDict,
-                        backend: Backend, rule) -> web.StreamResponse:
+    def _response_head(self, ex: _Exchange, raw_headers, rule, backend: Backend) -> bytes:
+        """The endpoint's response headers for the client: hop-by-hop dropped, the proxy's own added."""
+        drop = _DROP_RESPONSE
+        for name, value in raw_headers:
+            if name.lower() == b"connection":
+                drop = drop | {token.strip().lower().encode("latin-1")
+                               for token in value.decode("latin-1").split(",")}
+        lines = [name + b": " + value + b"\r\n" for name, value in raw_headers if name.lower() not in drop]
+        has_request_id = any(name.lower() == b"x-request-id" for name, _ in raw_headers)
+        rec = ex.rec
+        if not has_request_id:
+            lines.append(b"X-Request-Id: " + rec.request_id.encode("latin-1", "replace") + b"\r\n")
+        if self.settings.conformance_test_mode:
+            lines.append(f"{CONFORMANCE_SERVED_HEADER}: {rec.selected_endpoint}\r\n".encode())
+        head = b"".join(lines)
+        if rule.response_headers is not None or backend.response_headers is not None:
+            modified = CIMultiDict((name.decode("latin-1"), value.decode("latin-1"))
+                                   for name, value in (line[:-2].split(b": ", 1) for line in lines))
+            if rule.response_headers is not None:
+                apply_header_modifier(modified, rule.response_headers)
+            if backend.response_headers is not None:
+                apply_header_modifier(modified, backend.response_headers)
+            head = header_lines(modified.items())
+        return head
+
+    async def _exchange(self, ex: _Exchange, endpoint: Endpoint, headers: list[tuple[str, str]], path: str,
+                        backend: Backend, rule) -> None:
         request, rec = ex.request, ex.rec
+        url = URL(f"http://{endpoint.address}{path}", encoded=True)
         async with self.session.request(request.method, url, data=ex.upstream_body or None, headers=headers,
                                         allow_redirects=False, timeout=self._connect_timeout,
-                                        auto_decompress=False) as upstream:
+                                        auto_decompress=False, skip_auto_headers=("User-Agent", "Accept",
+                                                                                  "Accept-Encoding")) as upstream:
             rec.t_first_byte = time.perf_counter()
             rec.upstream_status_code = upstream.status
             rec.status_code = upstream.status
             if upstream.status < 500 and ex.pick is not None:
                 self.picker.served(ex.pick, endpoint)
-            response = web.StreamResponse(status=upstream.status, reason=upstream.reason,
-                                           headers=upstream.headers)
-            out = response.headers
-            connection = upstream.headers.get("Connection")
-            if connection:
-                for token in connection.split(","):
-                    out.popall(token.strip(), None)
-            for name in _DROP_RESPONSE:
-                out.popall(name, None)
-            if "X-Request-Id" not in out:
-                out["X-Request-Id"] = rec.request_id
-            if self.settings.conformance_test_mode:
-                out[CONFORMANCE_SERVED_HEADER] = rec.selected_endpoint
-            if rule.response_headers is not None:
-                apply_header_modifier(out, rule.response_headers)
-            if backend.response_headers is not None:
-                apply_header_modifier(out, backend.response_headers)
+            head = self._response_head(ex, upstream.raw_headers, rule, backend)
             content_type = upstream.headers.get("Content-Type", "")
-            sse = content_type.startswith("text/event-stream")
-            if not sse and upstream.content_length is not None:
-                response.content_length = upstream.content_length
-            await response.prepare(request)
-            ex.response = response
+            sse = ex.sse = content_type.startswith("text/event-stream")
+            length = upstream.content_length if not sse else None
+            request.start(upstream.status, upstream.reason, head, length)
             try:
                 if sse:
-                    await self._relay_sse(ex, upstream, response)
+                    await self._relay_sse(ex, upstream)
                 else:
-                    await self._relay_plain(ex, upstream, response, request.path in USAGE_PATHS)
+                    await self._relay_plain(ex, upstream, request.path in USAGE_PATHS)
             except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
                 await self._abort(ex, errors.UpstreamFailed(f"endpoint failed mid-response: {exc}"))
-                return response
+                return
             rec.t_upstream_end = time.perf_counter()
-            await response.write_eof()
-            return response
+            request.finish()
 
-    async def _relay_sse(self, ex: _Exchange, upstream: aiohttp.ClientResponse,
-                         response: web.StreamResponse) -> None:
+    async def _relay_sse(self, ex: _Exchange, upstream: aiohttp.ClientResponse) -> None:
         rec = ex.rec
         scanner = SSEUsage(suppress=ex.injected_usage)
-        write = response.write
+        send = ex.request.send
         async for chunk in upstream.content.iter_any():
             data = scanner.feed(chunk)
             if data:
                 if not rec.t_first_token:
                     rec.t_first_token = time.perf_counter()
-                await write(data)
+                await send(data)
         rest = scanner.flush()
         if rest:
-            await write(rest)
+            await send(rest)
         rec.input_tokens = scanner.prompt_tokens
         rec.output_tokens = scanner.completion_tokens
 
-    async def _relay_plain(self, ex: _Exchange, upstream: aiohttp.ClientResponse,
-                           response: web.StreamResponse, read_usage: bool) -> None:
+    async def _relay_plain(self, ex: _Exchange, upstream: aiohttp.ClientResponse, read_usage: bool) -> None:
         usage = JSONUsage() if read_usage else None
-        write = response.write
+        send = ex.request.send
         async for chunk in upstream.content.iter_any():
             if usage is not None:
                 usage.feed(chunk)
-            await write(chunk)
+            await send(chunk)
         if usage is not None:
             ex.rec.input_tokens, ex.rec.output_tokens = usage.tokens()
 
@@ -435,19 +433,11 @@ class Proxy:
         rec = ex.rec
         rec.error_type = err.reason
         rec.error_message = err.message
-        response = ex.response
-        assert response is not None
-        if response.content_type == "text/event-stream" or \
-                response.headers.get("Content-Type", "").startswith("text/event-stream"):
-            try:
-                await response.write(b"data: " + err.body() + b"\n\n")
-                await response.write_eof()
-                return
-            except (ConnectionError, RuntimeError):
-                pass
-        transport = ex.request.transport
-        if transport is not None:
-            transport.close()
+        request = ex.request
+        if ex.sse and not request.client_gone:
+            request.finish(b"data: " + err.body() + b"\n\n")
+            return
+        request.abort()
 
 
 def _no_route_message(method: str, path: str, model: str | None) -> str:

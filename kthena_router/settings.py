@@ -30,6 +30,31 @@ class Settings:
     access_log_format: Literal["text", "json"] = "text"
     access_log_output: str = "stdout"
     drain_timeout: float = 300.0
+    drain_delay: float = 0.0  # on SIGTERM: /readyz fails at once, the listeners close this much later
+    # Limits on what clients may send and hold, per listener.
+    max_header_bytes: int = 64 * 1024  # request line plus all header lines
+    max_headers: int = 100
+    header_read_timeout: float = 10.0  # from connection open (or the previous response) to the end of the headers
+    body_read_timeout: float = 30.0  # longest pause between two pieces of a request body
+    keepalive_timeout: float = 75.0  # an idle client connection is closed after this
+    max_connections: int = 10000  # open client connections per listener; more are answered 503 and closed
+    max_streams: int = 4096  # requests in progress per listener; more get 503
+    # Upstream connections to endpoints.
+    upstream_read_timeout: float = 300.0  # longest silence from an endpoint while its response is awaited or read
+    upstream_keepalive_connections: int = 256  # idle connections kept per endpoint
+    # Passive outlier detection: endpoints that keep failing are skipped for a while.
+    outlier_consecutive_failures: int = 5
+    outlier_base_ejection: float = 30.0  # doubled for each ejection in a row, up to 10x
+    outlier_max_ejection_percent: int = 50  # never skip more of a pool than this
+    # Processes serving the same ports (SO_REUSEPORT); each keeps its own state.
+    workers: int = 1
+    # Authentication of clients; off unless one of these is set.
+    api_keys_file: str | None = None  # one key per line (or `name: key`); re-read when it changes
+    api_keys_secret: str | None = None  # NAMESPACE/NAME of a Kubernetes Secret whose values are keys
+    jwks_uri: str | None = None  # http(s) URL or file of the JSON Web Key Set that signs accepted JWTs
+    jwt_issuer: str | None = None
+    jwt_audiences: tuple[str, ...] = ()
+    jwks_refresh_interval: float = 300.0
     simulate: bool = False
     simulate_model: str = "Qwen2.5-0.5B-Instruct"
     log_level: str = "info"

@@ -189,7 +189,7 @@ class RouteTable:
     def match(self, host: str, method: str, path: str, query: Mapping[str, str] | MultiDictProxy,
               headers: CIMultiDictProxy[str] | Mapping, model: str | None) -> RouteMatchResult | None:
         """The winning rule for a request, or None (404). `host` is lower-case without its port."""
-        if not isinstance(headers, CIMultiDictProxy | CIMultiDict):
+        if not hasattr(headers, "getall"):  # case-insensitive views have it; plain dicts (tests) do not
             headers = CIMultiDict(headers)
         index = self._exact_hosts.get(host)
         if index is not None:

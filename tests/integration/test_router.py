@@ -252,8 +252,8 @@ async def test_sse_on_a_reused_connection_has_no_nagle_stall(router):
         writer.close()
     # Every accepted and every upstream socket has Nagle off.
     for server in router.app._listeners._servers.values():
-        for transport in server.runner.server._connections.values():
-            sock = transport.get_extra_info("socket")
+        for conn in server.http.connections:
+            sock = conn.transport.get_extra_info("socket")
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     durations.sort()
     assert durations[len(durations) // 2] < 0.035, durations
