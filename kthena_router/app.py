@@ -16,14 +16,13 @@ import ssl
 import time
 from typing import Any, Protocol
 
-import aiohttp
-
 from kthena_router import __version__
 from kthena_router.accesslog import AccessLog
 from kthena_router.admin import start_debug_server, start_metrics_server
 from kthena_router.endpoints.scraper import Scraper
 from kthena_router.endpoints.state import EndpointStates
 from kthena_router.http import ServerLimits
+from kthena_router.http.client import UpstreamClient
 from kthena_router.listeners import ListenerManager
 from kthena_router.metrics import RouterMetrics
 from kthena_router.proxy import Proxy
@@ -107,7 +106,7 @@ class RouterApp:
         self._version = 0
         self._source: ConfigSource | None = source
         self._status_sink = status_sink
-        self._session: aiohttp.ClientSession | None = None
+        self.upstream: UpstreamClient | None = None
         self._listeners: ListenerManager | None = None
         self._side_runners: list[Any] = []
         self._simulators: dict[tuple[str, int], Any] = {}
@@ -150,13 +149,11 @@ class RouterApp:
     async def start(self) -> None:
         settings = self.settings
         await self.access_log.start()
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=None, use_dns_cache=False,
-                                         keepalive_timeout=60, enable_cleanup_closed=False)
-        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
-                                              skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
-                                              cookie_jar=aiohttp.DummyCookieJar())
+        self.upstream = UpstreamClient(connect_timeout=settings.connect_timeout,
+                                       read_timeout=settings.upstream_read_timeout,
+                                       keepalive_per_host=settings.upstream_keepalive_connections)
         self.proxy = Proxy(state=self.state, settings=settings, metrics=self.metrics,
-                           access_log=self.access_log, picker=self.scheduler, session=self._session,
+                           access_log=self.access_log, picker=self.scheduler, upstream=self.upstream,
                            rng=random.Random(), admission=self.admission)
         self._listeners = ListenerManager(self.proxy.handle, host=settings.host, main_port=settings.port,
                                           limits=server_limits(settings), ssl_context=_ssl_context(settings),
@@ -205,8 +202,8 @@ class RouterApp:
             await runner.cleanup()
         for sim in self._simulators.values():
             await sim.close()
-        if self._session is not None:
-            await self._session.close()
+        if self.upstream is not None:
+            await self.upstream.close()
         await self.access_log.close()
 
     # --- configuration ------------------------------------------------------------------------------

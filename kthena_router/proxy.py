@@ -11,11 +11,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 import random
 import time
 
-import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -23,6 +21,13 @@ from kthena_router import errors
 from kthena_router.accesslog import AccessLog
 from kthena_router.api.hostnames import normalize_host
 from kthena_router.http import HTTPRequest
+from kthena_router.http.client import (
+    ConnectFailed,
+    UpstreamClient,
+    UpstreamError,
+    UpstreamResponse,
+    UpstreamTimeout,
+)
 from kthena_router.http.request import header_lines
 from kthena_router.metrics import RouterMetrics
 from kthena_router.openai import (
@@ -51,7 +56,9 @@ HOP_BY_HOP = ("Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authoriza
 _DROP_REQUEST = frozenset(name.lower().encode() for name in (
     *HOP_BY_HOP, "Content-Length", "Expect", "X-Request-Id", "X-Forwarded-For", "X-Gateway-Inference-Objective"))
 _DROP_RESPONSE = frozenset(name.lower().encode() for name in (*HOP_BY_HOP, "Content-Length"))
-_RETRYABLE = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_get = dict.get  # request headers are a dict by lower-case name; these skip its case-folding methods
+_has = dict.__contains__
 _JSON = b"application/json"
 _HEALTH_OK = b'{"message":"ok"}'
 _READY = b'{"message":"router is ready"}'
@@ -83,7 +90,7 @@ class _Exchange:
 
 class Proxy:
     def __init__(self, *, state: RouterState, settings: Settings, metrics: RouterMetrics,
-                 access_log: AccessLog, picker: Picker, session: aiohttp.ClientSession,
+                 access_log: AccessLog, picker: Picker, upstream: UpstreamClient,
                  rng: random.Random | None = None, admission: Admission | None = None) -> None:
         self.state = state
         self.settings = settings
@@ -91,9 +98,8 @@ class Proxy:
         self.access_log = access_log
         self.picker = picker
         self.admission = admission
-        self.session = session
+        self.upstream = upstream
         self.rng = rng or random.Random()
-        self._connect_timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout)
 
     # --- the boundary -------------------------------------------------------------------------------
 
@@ -171,7 +177,7 @@ class Proxy:
             raise errors.NoListener(f"no listener on port {port} matches host {host!r}")
         rec.gateway = str(listener.gateway)
         headers = request.headers
-        request_id = headers.get("x-request-id") or os.urandom(16).hex()
+        request_id = _get(headers, "x-request-id") or f"{self.rng.getrandbits(128):032x}"
         rec.request_id = request_id
 
         body = await request.read_body()
@@ -206,7 +212,7 @@ class Proxy:
             raise errors.InvalidBackend(pool.unusable_reason)
         if not pool.endpoints:
             raise errors.NoEndpoints(f"InferencePool {pool.ref} has no ready endpoints")
-        priority = priority_of(snap.objectives, pool, headers.get(OBJECTIVE_HEADER)) \
+        priority = priority_of(snap.objectives, pool, _get(headers, OBJECTIVE_HEADER)) \
             if snap.objectives else 0
 
         ex.upstream_body = body
@@ -240,38 +246,41 @@ class Proxy:
             await self._abort(ex, errors.RequestTimeout("request timed out while streaming"))
 
     def _upstream_headers(self, request: HTTPRequest, parsed: ParsedBody, request_id: str,
-                          match: RouteMatchResult, backend: Backend) -> list[tuple[str, str]]:
-        """The request headers for the endpoint: the client's, minus hop-by-hop, plus the proxy's own."""
+                          match: RouteMatchResult, backend: Backend) -> bytes:
+        """The request header lines for the endpoint: the client's minus hop-by-hop, plus the proxy's own."""
         headers = request.headers
         drop = _DROP_REQUEST
-        connection = headers.get("connection")
+        connection = _get(headers, "connection")
         if connection:
             drop = drop | {token.strip().lower().encode("latin-1") for token in connection.split(",")}
-        out = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers.raw
-               if name.lower() not in drop]
-        out.append(("X-Request-Id", request_id))
+        lines = [name + b": " + value + b"\r\n" for name, value in headers.raw if name.lower() not in drop]
+        if not _has(headers, "host"):
+            lines.append(b"Host: " + request.host.encode("latin-1") + b"\r\n")
+        extra = [("X-Request-Id", request_id)]
         if parsed.model is not None:
-            out.append(("X-Gateway-Model-Name", parsed.model))
+            extra.append(("X-Gateway-Model-Name", parsed.model))
         remote = request.remote
-        prior = headers.get("x-forwarded-for")
+        prior = _get(headers, "x-forwarded-for")
         if remote:
-            out.append(("X-Forwarded-For", f"{prior}, {remote}" if prior else remote))
+            extra.append(("X-Forwarded-For", f"{prior}, {remote}" if prior else remote))
         elif prior:
-            out.append(("X-Forwarded-For", prior))
-        if "x-forwarded-proto" not in headers:
-            out.append(("X-Forwarded-Proto", request.scheme))
+            extra.append(("X-Forwarded-For", prior))
+        if not _has(headers, "x-forwarded-proto"):
+            extra.append(("X-Forwarded-Proto", request.scheme))
+        lines.append(header_lines(extra))
         rule = match.rule
         if rule.request_headers is not None or backend.request_headers is not None or \
                 (rule.url_rewrite is not None and rule.url_rewrite.hostname):
-            modified = CIMultiDict(out)
+            modified = CIMultiDict((name.decode("latin-1"), value.decode("latin-1"))
+                                   for name, value in _split_lines(b"".join(lines)))
             if rule.request_headers is not None:
                 apply_header_modifier(modified, rule.request_headers)
             if backend.request_headers is not None:
                 apply_header_modifier(modified, backend.request_headers)
             if rule.url_rewrite is not None and rule.url_rewrite.hostname:
                 modified["Host"] = rule.url_rewrite.hostname
-            out = list(modified.items())
-        return out
+            return header_lines(modified.items())
+        return b"".join(lines)
 
     def _redirect(self, ex: _Exchange, listener: ListenerRoutes, match: RouteMatchResult, host: str) -> None:
         request = ex.request
@@ -284,7 +293,7 @@ class Proxy:
 
     # --- upstream -----------------------------------------------------------------------------------
 
-    async def _forward(self, ex: _Exchange, pool: Pool, parsed: ParsedBody, headers: list[tuple[str, str]],
+    async def _forward(self, ex: _Exchange, pool: Pool, parsed: ParsedBody, headers: bytes,
                        path: str, backend: Backend, rule, backend_timeout: float | None,
                        priority: int = 0) -> None:
         rec = ex.rec
@@ -310,7 +319,7 @@ class Proxy:
                 await self._attempt(ex, endpoint, headers, path, backend, rule, backend_timeout, parsed.model)
                 self.picker.finished(pick_request, endpoint, rec)
                 return
-            except _RETRYABLE as exc:
+            except ConnectFailed as exc:
                 if request.response_started:
                     raise
                 last_error = exc
@@ -320,7 +329,7 @@ class Proxy:
             f"could not reach any endpoint of InferencePool {pool.ref}"
             + (f": {last_error}" if last_error else ""))
 
-    async def _attempt(self, ex: _Exchange, endpoint: Endpoint, headers: list[tuple[str, str]], path: str,
+    async def _attempt(self, ex: _Exchange, endpoint: Endpoint, headers: bytes, path: str,
                        backend: Backend, rule, backend_timeout: float | None, model: str | None) -> None:
         rec = ex.rec
         inflight = self.state.inflight
@@ -365,7 +374,7 @@ class Proxy:
         head = b"".join(lines)
         if rule.response_headers is not None or backend.response_headers is not None:
             modified = CIMultiDict((name.decode("latin-1"), value.decode("latin-1"))
-                                   for name, value in (line[:-2].split(b": ", 1) for line in lines))
+                                   for name, value in _split_lines(b"".join(lines)))
             if rule.response_headers is not None:
                 apply_header_modifier(modified, rule.response_headers)
             if backend.response_headers is not None:
@@ -373,40 +382,51 @@ class Proxy:
             head = header_lines(modified.items())
         return head
 
-    async def _exchange(self, ex: _Exchange, endpoint: Endpoint, headers: list[tuple[str, str]], path: str,
+    async def _exchange(self, ex: _Exchange, endpoint: Endpoint, headers: bytes, path: str,
                         backend: Backend, rule) -> None:
         request, rec = ex.request, ex.rec
-        url = URL(f"http://{endpoint.address}{path}", encoded=True)
-        async with self.session.request(request.method, url, data=ex.upstream_body or None, headers=headers,
-                                        allow_redirects=False, timeout=self._connect_timeout,
-                                        auto_decompress=False, skip_auto_headers=("User-Agent", "Accept",
-                                                                                  "Accept-Encoding")) as upstream:
+        body = ex.upstream_body
+        method = request.method
+        head = b"".join((f"{method} {path} HTTP/1.1\r\n".encode("latin-1"), headers,
+                         b"Content-Length: %d\r\n\r\n" % len(body) if body or method in _BODY_METHODS else b"\r\n"))
+        key = endpoint.key
+        try:
+            upstream = await self.upstream.send(key.ip, key.port, head, body, head_only=method == "HEAD")
+        except ConnectFailed:
+            raise  # nothing was sent: the caller may try another endpoint
+        except UpstreamError as exc:
+            raise _router_error(exc) from None
+        try:
             rec.t_first_byte = time.perf_counter()
-            rec.upstream_status_code = upstream.status
-            rec.status_code = upstream.status
-            if upstream.status < 500 and ex.pick is not None:
+            status = upstream.status
+            rec.upstream_status_code = rec.status_code = status
+            if status < 500 and ex.pick is not None:
                 self.picker.served(ex.pick, endpoint)
-            head = self._response_head(ex, upstream.raw_headers, rule, backend)
-            content_type = upstream.headers.get("Content-Type", "")
-            sse = ex.sse = content_type.startswith("text/event-stream")
-            length = upstream.content_length if not sse else None
-            request.start(upstream.status, upstream.reason, head, length)
-            try:
-                if sse:
-                    await self._relay_sse(ex, upstream)
-                else:
-                    await self._relay_plain(ex, upstream, request.path in USAGE_PATHS)
-            except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-                await self._abort(ex, errors.UpstreamFailed(f"endpoint failed mid-response: {exc}"))
-                return
+            head = self._response_head(ex, upstream.headers, rule, backend)
+            content_type = upstream.header(b"content-type")
+            if content_type is not None and content_type.startswith(b"text/event-stream"):
+                ex.sse = True
+                request.start(status, upstream.reason, head, None)
+                await self._relay_sse(ex, upstream)
+            else:
+                await self._relay_plain(ex, upstream, head)
             rec.t_upstream_end = time.perf_counter()
             request.finish()
+            upstream.release()
+        except UpstreamError as exc:
+            error = _router_error(exc)
+            if not request.response_started:
+                raise error from None
+            await self._abort(ex, error)
+        finally:
+            upstream.abort()  # nothing to do after release()
 
-    async def _relay_sse(self, ex: _Exchange, upstream: aiohttp.ClientResponse) -> None:
+    async def _relay_sse(self, ex: _Exchange, upstream: UpstreamResponse) -> None:
         rec = ex.rec
         scanner = SSEUsage(suppress=ex.injected_usage)
         send = ex.request.send
-        async for chunk in upstream.content.iter_any():
+        read = upstream.read
+        while chunk := await read():
             data = scanner.feed(chunk)
             if data:
                 if not rec.t_first_token:
@@ -418,10 +438,16 @@ class Proxy:
         rec.input_tokens = scanner.prompt_tokens
         rec.output_tokens = scanner.completion_tokens
 
-    async def _relay_plain(self, ex: _Exchange, upstream: aiohttp.ClientResponse, read_usage: bool) -> None:
-        usage = JSONUsage() if read_usage else None
-        send = ex.request.send
-        async for chunk in upstream.content.iter_any():
+    async def _relay_plain(self, ex: _Exchange, upstream: UpstreamResponse, head: bytes) -> None:
+        """Relay a body as it comes; the head goes out with its first piece (one write when it is whole)."""
+        request = ex.request
+        usage = JSONUsage() if request.path in USAGE_PATHS else None
+        first = await upstream.read()
+        if usage is not None and first:
+            usage.feed(first)
+        request.start(upstream.status, upstream.reason, head, upstream.content_length, first)
+        read, send = upstream.read, request.send
+        while chunk := await read():
             if usage is not None:
                 usage.feed(chunk)
             await send(chunk)
@@ -438,6 +464,20 @@ class Proxy:
             request.finish(b"data: " + err.body() + b"\n\n")
             return
         request.abort()
+
+
+def _router_error(exc: UpstreamError) -> errors.RouterError:
+    if isinstance(exc, UpstreamTimeout):
+        return errors.UpstreamTimeout(str(exc))
+    return errors.UpstreamFailed(str(exc))
+
+
+def _split_lines(block: bytes):
+    """(name, value) pairs of serialized header lines."""
+    for line in block.split(b"\r\n"):
+        if line:
+            name, _, value = line.partition(b":")
+            yield name.strip(), value.strip()
 
 
 def _no_route_message(method: str, path: str, model: str | None) -> str:

@@ -55,8 +55,14 @@ def header_lines(headers: Iterable[tuple[str, str]]) -> bytes:
     return "".join(out).encode("latin-1", "replace")
 
 
+_get = dict.get
+
+
 class Headers(dict):
-    """Request headers by lower-case name (first value), with the raw lines kept in order for forwarding."""
+    """Request headers by lower-case name (first value), with the raw lines kept in order for forwarding.
+
+    `get` and `in` take any case; code on the hot path calls `dict.get` with a lower-case name instead.
+    """
 
     __slots__ = ("raw",)
 
@@ -166,18 +172,18 @@ class HTTPRequest:
 
     @property
     def host(self) -> str:
-        return self.headers.get("host", "")
+        return _get(self.headers, "host", "")
 
     @property
     def content_type(self) -> str:
-        value = self.headers.get("content-type")
+        value = _get(self.headers, "content-type")
         if not value:
             return "application/octet-stream"
         return value.split(";", 1)[0].strip().lower()
 
     @property
     def content_length(self) -> int | None:
-        value = self.headers.get("content-length")
+        value = _get(self.headers, "content-length")
         return int(value) if value is not None and value.isdigit() else None
 
     @property

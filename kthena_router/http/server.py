@@ -70,6 +70,10 @@ class HTTPServer:
         self._date = b""
         self._date_second = 0
         self._all_closed: asyncio.Event | None = None
+        # One periodic sweep enforces the head and keep-alive timeouts of every connection, instead of a
+        # timer armed and cancelled per request.
+        self._sweep_every = max(0.01, min(1.0, limits.header_read_timeout / 4, limits.keepalive_timeout / 4))
+        self._sweeper: asyncio.TimerHandle | None = None
 
     def __call__(self) -> HTTPConnection:
         return HTTPConnection(self)
@@ -97,6 +101,20 @@ class HTTPServer:
         for conn in list(self.connections):
             conn.abort()
 
+    def watch(self) -> None:
+        if self._sweeper is None:
+            self._sweeper = self.loop.call_later(self._sweep_every, self._sweep)
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        now = self.loop.time()
+        for conn in list(self.connections):
+            deadline = conn.deadline
+            if deadline and deadline <= now:
+                conn.deadline_passed()
+        if self.connections:
+            self.watch()
+
     def connection_closed(self, conn: HTTPConnection) -> None:
         self.connections.discard(conn)
         if self._all_closed is not None and not self.connections:
@@ -108,8 +126,8 @@ class HTTPConnection(asyncio.Protocol):
 
     __slots__ = (
         "server", "limits", "loop", "transport", "remote", "parser", "closed", "write_paused", "_drain",
-        "_url", "_raw", "_headers", "_head_bytes", "_parsing", "_current", "_task", "_queue", "_timer",
-        "_reading_paused", "_eof", "_in_head", "_fatal",
+        "_url", "_raw", "_headers", "_head_bytes", "_parsing", "_current", "_task", "_queue",
+        "_reading_paused", "_eof", "_in_head", "_fatal", "deadline", "_head_limit",
     )
 
     def __init__(self, server: HTTPServer) -> None:
@@ -126,11 +144,12 @@ class HTTPConnection(asyncio.Protocol):
         self._raw: list[tuple[bytes, bytes]] = []
         self._headers: Headers | None = None
         self._head_bytes = 0
+        self._head_limit = server.limits.max_header_bytes
         self._parsing: HTTPRequest | None = None  # the request whose body is being received
         self._current: HTTPRequest | None = None  # the request whose handler runs
         self._task: asyncio.Task[None] | None = None
         self._queue: collections.deque[HTTPRequest] = collections.deque()
-        self._timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0  # loop time by which the head must be complete (or an idle connection closes)
         self._reading_paused = False
         self._eof = False
         self._in_head = False
@@ -150,14 +169,13 @@ class HTTPConnection(asyncio.Protocol):
             transport.write(_error_response(error, server.date_line()))  # type: ignore[attr-defined]
             self.abort(flush=True)
             return
-        self._timer = self.loop.call_later(self.limits.header_read_timeout, self._head_timeout)
+        self.deadline = self.loop.time() + self.limits.header_read_timeout
+        server.watch()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.server.connection_closed(self)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.deadline = 0.0
         task = self._task
         current = self._current
         if task is not None and current is not None and not current.finished and not task.done():
@@ -185,10 +203,9 @@ class HTTPConnection(asyncio.Protocol):
             drain.set_result(None)
 
     def data_received(self, data: bytes) -> None:
-        if self._current is None and not self._in_head and self._timer is not None:
+        if self._current is None and not self._in_head:
             # First bytes of a new request: the keep-alive wait ends, the head must now arrive in time.
-            self._timer.cancel()
-            self._timer = None
+            self.deadline = self.loop.time() + self.limits.header_read_timeout
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -204,9 +221,6 @@ class HTTPConnection(asyncio.Protocol):
             reason = " ".join(str(exc).split())[:200] or "malformed request"
             log.debug("malformed HTTP request from %s: %s", self.remote, reason)
             self._protocol_error(errors.MalformedHTTP(f"malformed HTTP request: {reason}"))
-        else:
-            if self._in_head and self._timer is None and not self.closed:
-                self._timer = self.loop.call_later(self.limits.header_read_timeout, self._head_timeout)
 
     # --- llhttp callbacks -----------------------------------------------------------------------------
 
@@ -225,30 +239,30 @@ class HTTPConnection(asyncio.Protocol):
                 f"the request line exceeds the limit of {self.limits.max_header_bytes} bytes"))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        raw = self._raw
-        raw.append((name, value))
-        self._head_bytes += len(name) + len(value) + 4
-        if self._head_bytes > self.limits.max_header_bytes:
-            raise _HeadTooLarge(errors.HeadersTooLarge(
-                f"the request head exceeds the limit of {self.limits.max_header_bytes} bytes"))
-        if len(raw) > self.limits.max_headers:
-            raise _HeadTooLarge(errors.HeadersTooLarge(
-                f"the request has more than {self.limits.max_headers} header lines"))
-        key = name.decode("latin-1").lower()
-        headers = self._headers
-        if key not in headers:  # type: ignore[operator]
-            dict.__setitem__(headers, key, value.decode("latin-1"))  # type: ignore[arg-type]
+        self._raw.append((name, value))
+        size = self._head_bytes = self._head_bytes + len(name) + len(value) + 4
+        if size > self._head_limit:
+            raise _HeadTooLarge(self._head_error())
+
+    def _head_error(self) -> errors.RouterError:
+        if len(self._raw) > self.limits.max_headers:
+            return errors.HeadersTooLarge(f"the request has more than {self.limits.max_headers} header lines")
+        return errors.HeadersTooLarge(f"the request head exceeds the limit of {self.limits.max_header_bytes} bytes")
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.deadline = 0.0
         parser = self.parser
         url = self._url
         target = (url[0] if len(url) == 1 else b"".join(url)).decode("latin-1")
         headers = self._headers
         assert headers is not None
+        raw = self._raw
+        if len(raw) > self.limits.max_headers:
+            raise _HeadTooLarge(self._head_error())
+        setdefault = headers.setdefault
+        for name, value in raw:
+            setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
         if not target.startswith("/"):
             target = self._origin_form(target, headers)
         request = HTTPRequest(self, parser.get_method().decode("ascii"), target, parser.get_http_version(),
@@ -351,7 +365,7 @@ class HTTPConnection(asyncio.Protocol):
             self._reading_paused = False
             self.transport.resume_reading()  # type: ignore[union-attr]
         if not self._in_head:
-            self._timer = self.loop.call_later(self.limits.keepalive_timeout, self._idle_timeout)
+            self.deadline = self.loop.time() + self.limits.keepalive_timeout
 
     def _protocol_error(self, error: errors.RouterError) -> None:
         """Bad bytes from the client: answer (now or after the running response) and close."""
@@ -368,8 +382,8 @@ class HTTPConnection(asyncio.Protocol):
         self.transport.write(_error_response(error, self.server.date_line()))  # type: ignore[union-attr]
         self.abort(flush=True)
 
-    def _head_timeout(self) -> None:
-        self._timer = None
+    def deadline_passed(self) -> None:
+        self.deadline = 0.0
         if self.closed or self._current is not None:
             return
         if self._in_head:
@@ -377,11 +391,6 @@ class HTTPConnection(asyncio.Protocol):
                                          f"{self.limits.header_read_timeout:g}s")
             self.transport.write(_error_response(error, self.server.date_line()))  # type: ignore[union-attr]
         self.abort(flush=True)
-
-    def _idle_timeout(self) -> None:
-        self._timer = None
-        if not self.closed and self._current is None and not self._in_head:
-            self.abort(flush=True)
 
     def _pause_reading(self) -> None:
         if not self._reading_paused and not self.closed:
@@ -428,9 +437,7 @@ class HTTPConnection(asyncio.Protocol):
         else:
             transport.abort()
         self.closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.deadline = 0.0
 
 
 def _error_args(error: errors.RouterError) -> tuple[int, bytes]:
