@@ -359,13 +359,20 @@ class Proxy:
 
     def _response_head(self, ex: _Exchange, raw_headers, rule, backend: Backend) -> bytes:
         """The endpoint's response headers for the client: hop-by-hop dropped, the proxy's own added."""
-        drop = _DROP_RESPONSE
+        lines = []
+        has_request_id = False
+        named: set[bytes] | None = None  # headers named by the endpoint's Connection header (hop-by-hop too)
         for name, value in raw_headers:
-            if name.lower() == b"connection":
-                drop = drop | {token.strip().lower().encode("latin-1")
-                               for token in value.decode("latin-1").split(",")}
-        lines = [name + b": " + value + b"\r\n" for name, value in raw_headers if name.lower() not in drop]
-        has_request_id = any(name.lower() == b"x-request-id" for name, _ in raw_headers)
+            lowered = name.lower()
+            if lowered in _DROP_RESPONSE:
+                if lowered == b"connection":
+                    named = {token.strip().lower() for token in value.split(b",")} - {b"close", b"keep-alive"}
+                continue
+            if lowered == b"x-request-id":
+                has_request_id = True
+            lines.append(name + b": " + value + b"\r\n")
+        if named:
+            lines = [line for line in lines if line.split(b":", 1)[0].lower() not in named]
         rec = ex.rec
         if not has_request_id:
             lines.append(b"X-Request-Id: " + rec.request_id.encode("latin-1", "replace") + b"\r\n")

@@ -139,7 +139,8 @@ class _Connection(asyncio.Protocol):
     """One connection to an endpoint, carrying one exchange at a time."""
 
     __slots__ = ("client", "key", "transport", "parser", "response", "head_waiter", "closed", "idle_since",
-                 "reading_paused", "write_paused", "_drain", "_headers", "_reason", "_response_bytes")
+                 "reading_paused", "write_paused", "_drain", "_headers", "_reason", "_response_bytes", "deadline",
+                 "timed_out")
 
     def __init__(self, client: UpstreamClient, key: tuple[str, int]) -> None:
         self.client = client
@@ -156,6 +157,8 @@ class _Connection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._reason = b""
         self._response_bytes = 0  # bytes received for the current exchange
+        self.deadline = 0.0  # loop time by which the awaited bytes must arrive (0: not waiting)
+        self.timed_out = False
 
     # --- asyncio.Protocol -----------------------------------------------------------------------------
 
@@ -290,16 +293,18 @@ class _Connection(asyncio.Protocol):
             transport.write(head)
         if self.write_paused:
             await self.drain()
-        loop = self.client.loop
-        waiter = self.head_waiter = loop.create_future()
-        timer = loop.call_later(limit, self._head_timeout, waiter)
+        client = self.client
+        waiter = self.head_waiter = client.loop.create_future()
+        self.timed_out = False
+        self.deadline = client.loop.time() + limit
+        client.watch()
         try:
             await waiter
         except BaseException:
             self.close()
             raise
         finally:
-            timer.cancel()
+            self.deadline = 0.0
             self.head_waiter = None
         if response.status == 0:
             if response._error is not None:
@@ -309,27 +314,30 @@ class _Connection(asyncio.Protocol):
             raise UpstreamTimeout(f"endpoint {host}:{port} sent no response within {limit:g}s")
         return response
 
-    @staticmethod
-    def _head_timeout(waiter: asyncio.Future[None]) -> None:
-        if not waiter.done():
-            waiter.set_result(None)
+    def deadline_passed(self) -> None:
+        """Called by the client's sweep: the awaited bytes are late."""
+        self.deadline = 0.0
+        self.timed_out = True
+        self._wake_head()
+        if self.response is not None:
+            self.response._wake()
 
     async def wait(self, response: UpstreamResponse) -> None:
         """Wait for more of `response`'s body, at most the read timeout."""
-        loop = self.client.loop
-        waiter = response._waiter = loop.create_future()
-        received = self._response_bytes
-        timer = loop.call_later(self.client.read_timeout, self._head_timeout, waiter)
+        client = self.client
+        waiter = response._waiter = client.loop.create_future()
+        self.timed_out = False
+        self.deadline = client.loop.time() + client.read_timeout
+        client.watch()
         try:
             await waiter
         except BaseException:
             self.close()
             raise
         finally:
-            timer.cancel()
+            self.deadline = 0.0
             response._waiter = None
-        if self._response_bytes == received and not response._chunks and not response._complete \
-                and response._error is None:
+        if self.timed_out and not response._chunks and not response._complete and response._error is None:
             host, port = self.key
             self.close()
             response._error = UpstreamTimeout(
@@ -370,6 +378,27 @@ class UpstreamClient:
         self._idle: dict[tuple[str, int], collections.deque[_Connection]] = {}
         self._open: set[_Connection] = set()
         self._sweeper: asyncio.TimerHandle | None = None
+        # Read timeouts are enforced by one periodic sweep over the connections, not a timer per request.
+        self._watch_every = max(0.01, min(1.0, read_timeout / 4))
+        self._watcher: asyncio.TimerHandle | None = None
+
+    def watch(self) -> None:
+        if self._watcher is None:
+            self._watcher = self.loop.call_later(self._watch_every, self._check_deadlines)
+
+    def _check_deadlines(self) -> None:
+        self._watcher = None
+        now = self.loop.time()
+        waiting = False
+        for conn in list(self._open):
+            deadline = conn.deadline
+            if deadline:
+                if deadline <= now:
+                    conn.deadline_passed()
+                else:
+                    waiting = True
+        if waiting:
+            self.watch()
 
     @property
     def open_connections(self) -> int:
@@ -448,6 +477,9 @@ class UpstreamClient:
             conn.close()
 
     async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
