@@ -246,7 +246,10 @@ class RouterApp:
         """Scrape exactly the endpoints of the new Snapshot's pools; forget what is learned about the rest."""
         endpoints = [e for pool in snapshot.pools.values() for e in pool.endpoints]
         self.scraper.sync(endpoints)
-        self.scheduler.forget({e.key for e in endpoints})
+        alive = {e.key for e in endpoints}
+        self.scheduler.forget(alive)
+        if self.upstream is not None:
+            self.upstream.forget_except(alive)
         self.admission.update_pools(snapshot.pools)
         labelled = {(e.address, str(ref)) for ref, pool in snapshot.pools.items() for e in pool.endpoints}
         for address, pool_label in self._labelled_endpoints - labelled:
@@ -290,6 +293,20 @@ class RouterApp:
                           for k, s in sorted(self.endpoint_states.by_key.items())},
             "ready": state.ready,
             "active_requests": state.active_requests,
+            "runtime": self.runtime_stats(),
+        }
+
+    def runtime_stats(self) -> dict[str, int]:
+        """Counts that must return to their idle values after load: the soak and leak tests read them."""
+        listeners = self._listeners
+        return {
+            "tasks": len(asyncio.all_tasks()),
+            "client_connections": listeners.open_connections if listeners else 0,
+            "streams": listeners.streams if listeners else 0,
+            "upstream_connections": self.upstream.open_connections if self.upstream else 0,
+            "upstream_idle_connections": self.upstream.idle_connections if self.upstream else 0,
+            "active_requests": self.state.active_requests,
+            "inflight": self.state.inflight.total(),
         }
 
 

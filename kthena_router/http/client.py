@@ -471,10 +471,11 @@ class UpstreamClient:
         if self._idle:
             self._sweeper = self.loop.call_later(max(0.05, self.idle_timeout / 2), self._sweep)
 
-    def forget(self, host: str, port: int) -> None:
-        """Close the idle connections to an endpoint that left its pool."""
-        for conn in self._idle.pop((host, port), ()):
-            conn.close()
+    def forget_except(self, alive) -> None:
+        """Close the idle connections to endpoints not in `alive` ((host, port) pairs); busy ones finish."""
+        for key in [key for key in self._idle if key not in alive]:
+            for conn in self._idle.pop(key):
+                conn.close()
 
     async def close(self) -> None:
         if self._watcher is not None:
