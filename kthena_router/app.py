@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from kthena_router import __version__
 from kthena_router.accesslog import AccessLog
 from kthena_router.admin import start_debug_server, start_metrics_server
+from kthena_router.endpoints.outlier import OutlierDetector
 from kthena_router.endpoints.scraper import Scraper
 from kthena_router.endpoints.state import EndpointStates
 from kthena_router.http import ServerLimits
@@ -120,6 +121,10 @@ class RouterApp:
             self.endpoint_states,
             thresholds=Thresholds(settings.saturation_queue_threshold, settings.saturation_kv_threshold),
             max_queued=settings.max_queued_requests, timeout=settings.queue_timeout, observer=self.metrics)
+        self.outliers = OutlierDetector(
+            settings.outlier_consecutive_failures, settings.outlier_base_ejection,
+            settings.outlier_max_ejection_percent,
+            on_change=lambda key, ejected: self.metrics.endpoint_ejected(_address(key), ejected))
         self.scraper = Scraper(self.endpoint_states, interval=settings.scrape_interval,
                                on_update=self.admission.poll)
 
@@ -154,7 +159,7 @@ class RouterApp:
                                        keepalive_per_host=settings.upstream_keepalive_connections)
         self.proxy = Proxy(state=self.state, settings=settings, metrics=self.metrics,
                            access_log=self.access_log, picker=self.scheduler, upstream=self.upstream,
-                           rng=random.Random(), admission=self.admission)
+                           rng=random.Random(), admission=self.admission, outliers=self.outliers)
         self._listeners = ListenerManager(self.proxy.handle, host=settings.host, main_port=settings.port,
                                           limits=server_limits(settings), ssl_context=_ssl_context(settings),
                                           reuse_port=settings.workers > 1)
@@ -248,12 +253,14 @@ class RouterApp:
         self.scraper.sync(endpoints)
         alive = {e.key for e in endpoints}
         self.scheduler.forget(alive)
+        self.outliers.forget(alive)
         if self.upstream is not None:
             self.upstream.forget_except(alive)
         self.admission.update_pools(snapshot.pools)
         labelled = {(e.address, str(ref)) for ref, pool in snapshot.pools.items() for e in pool.endpoints}
         for address, pool_label in self._labelled_endpoints - labelled:
             self.metrics.forget_endpoint(address, pool_label)
+            self.metrics.forget_ejections(address)
         self._labelled_endpoints = labelled
 
     async def _start_simulators(self, snapshot: Snapshot) -> None:
@@ -294,6 +301,7 @@ class RouterApp:
             "ready": state.ready,
             "active_requests": state.active_requests,
             "runtime": self.runtime_stats(),
+            "ejected": sorted(_address(k) for k in self.outliers.ejected_keys()),
         }
 
     def runtime_stats(self) -> dict[str, int]:
@@ -313,6 +321,10 @@ class RouterApp:
 class _NotSimulated:
     async def close(self) -> None:
         return None
+
+
+def _address(key) -> str:
+    return f"[{key.ip}]:{key.port}" if ":" in key.ip else f"{key.ip}:{key.port}"
 
 
 def server_limits(settings: Settings) -> ServerLimits:

@@ -193,7 +193,7 @@ class _Families:
 
     __slots__ = ("requests", "duration", "prefill", "decode", "ttfb", "ttft", "tokens", "active",
                  "active_down", "active_up", "build", "plugin_duration", "queue_size", "queue_duration",
-                 "shed", "all")
+                 "shed", "ejected", "ejections", "all")
 
     def __init__(self) -> None:
         dest = _DEST_LABELS
@@ -244,10 +244,16 @@ class _Families:
             "kthena_router_scheduler_shed_total",
             "Requests refused by admission: saturated (priority < 0), queue_full (429), queue_timeout (503).",
             ("inference_pool", "reason"))
+        self.ejected = _Gauge(
+            "kthena_router_endpoint_ejected",
+            "1 while passive outlier detection leaves the endpoint out of picking.", ("endpoint",))
+        self.ejections = _Counter(
+            "kthena_router_endpoint_ejections_total",
+            "Times passive outlier detection left the endpoint out of picking.", ("endpoint",))
         self.all: tuple[_Family, ...] = (
             self.requests, self.duration, self.prefill, self.decode, self.ttfb, self.ttft, self.tokens,
             self.active, self.active_down, self.active_up, self.build, self.plugin_duration, self.queue_size,
-            self.queue_duration, self.shed,
+            self.queue_duration, self.shed, self.ejected, self.ejections,
         )
 
 
@@ -465,6 +471,16 @@ class RouterMetrics:
 
     def shed(self, pool: str, reason: str) -> None:
         self._f.shed.child((pool, reason)).value += 1
+
+    def endpoint_ejected(self, endpoint: str, ejected: bool) -> None:
+        """Outlier detection took an endpoint out (True) or let it back (False)."""
+        self._f.ejected.child((endpoint,)).value = 1 if ejected else 0
+        if ejected:
+            self._f.ejections.child((endpoint,)).value += 1
+
+    def forget_ejections(self, endpoint: str) -> None:
+        self._f.ejected.children.pop((endpoint,), None)
+        self._f.ejections.children.pop((endpoint,), None)
 
     # -- exposition ------------------------------------------------------------------------------------
 

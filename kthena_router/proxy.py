@@ -20,6 +20,7 @@ from yarl import URL
 from kthena_router import errors
 from kthena_router.accesslog import AccessLog
 from kthena_router.api.hostnames import normalize_host
+from kthena_router.endpoints.outlier import OutlierDetector
 from kthena_router.http import HTTPRequest
 from kthena_router.http.client import (
     ConnectFailed,
@@ -91,7 +92,8 @@ class _Exchange:
 class Proxy:
     def __init__(self, *, state: RouterState, settings: Settings, metrics: RouterMetrics,
                  access_log: AccessLog, picker: Picker, upstream: UpstreamClient,
-                 rng: random.Random | None = None, admission: Admission | None = None) -> None:
+                 rng: random.Random | None = None, admission: Admission | None = None,
+                 outliers: OutlierDetector | None = None) -> None:
         self.state = state
         self.settings = settings
         self.metrics = metrics
@@ -99,6 +101,7 @@ class Proxy:
         self.picker = picker
         self.admission = admission
         self.upstream = upstream
+        self.outliers = outliers if outliers is not None and outliers.enabled else None
         self.rng = rng or random.Random()
 
     # --- the boundary -------------------------------------------------------------------------------
@@ -308,7 +311,9 @@ class Proxy:
         last_error: Exception | None = None
         rec.t_routed = time.perf_counter()
         for _ in range(attempts):
-            endpoint = self.picker.pick(pool, pick_request, tried)
+            outliers = self.outliers
+            endpoint = self.picker.pick(pool, pick_request,
+                                        tried if outliers is None else outliers.excluded(pool, tried))
             if endpoint is None:
                 break
             tried.append(endpoint.key)
@@ -397,18 +402,26 @@ class Proxy:
         head = b"".join((f"{method} {path} HTTP/1.1\r\n".encode("latin-1"), headers,
                          b"Content-Length: %d\r\n\r\n" % len(body) if body or method in _BODY_METHODS else b"\r\n"))
         key = endpoint.key
+        outliers = self.outliers
         try:
             upstream = await self.upstream.send(key.ip, key.port, head, body, head_only=method == "HEAD")
-        except ConnectFailed:
-            raise  # nothing was sent: the caller may try another endpoint
         except UpstreamError as exc:
+            if outliers is not None:
+                outliers.failure(key)
+            if isinstance(exc, ConnectFailed):
+                raise  # nothing was sent: the caller may try another endpoint
             raise _router_error(exc) from None
         try:
             rec.t_first_byte = time.perf_counter()
             status = upstream.status
             rec.upstream_status_code = rec.status_code = status
-            if status < 500 and ex.pick is not None:
-                self.picker.served(ex.pick, endpoint)
+            if status < 500:
+                if ex.pick is not None:
+                    self.picker.served(ex.pick, endpoint)
+                if outliers is not None:
+                    outliers.success(key)
+            elif outliers is not None:
+                outliers.failure(key)
             head = self._response_head(ex, upstream.headers, rule, backend)
             content_type = upstream.header(b"content-type")
             if content_type is not None and content_type.startswith(b"text/event-stream"):
@@ -421,6 +434,8 @@ class Proxy:
             request.finish()
             upstream.release()
         except UpstreamError as exc:
+            if outliers is not None:
+                outliers.failure(key)
             error = _router_error(exc)
             if not request.response_started:
                 raise error from None
