@@ -102,6 +102,7 @@ class RouterApp:
                                     output=settings.access_log_output)
         self.tasks = TaskGroup()
         self._stop = asyncio.Event()
+        self._hurry = asyncio.Event()  # a second stop request: finish the drain now
         self._changed = asyncio.Event()
         self._latest: Resources | None = None
         self._version = 0
@@ -131,6 +132,10 @@ class RouterApp:
     # --- lifecycle ----------------------------------------------------------------------------------
 
     def request_stop(self) -> None:
+        """Begin a graceful drain; a second request skips what is left of the waiting."""
+        if self._stop.is_set() and not self._hurry.is_set():
+            log.warning("second stop request: closing without waiting for requests in flight")
+            self._hurry.set()
         self._stop.set()
 
     async def run(self) -> None:
@@ -187,16 +192,17 @@ class RouterApp:
 
     async def shutdown(self) -> None:
         state = self.state
-        state.draining = True
-        log.info("draining: %d requests in flight", state.active_requests)
+        state.draining = True  # /readyz fails from now on
+        settings = self.settings
+        if settings.drain_delay > 0 and self._listeners is not None and not self._hurry.is_set():
+            log.info("draining: /readyz fails; still accepting connections for %gs", settings.drain_delay)
+            await self._wait_or_hurry(self._hurry.wait(), settings.drain_delay)
+        log.info("draining: no longer accepting; %d requests in flight", state.active_requests)
         if self._listeners is not None:
             await self._listeners.stop_accepting()
-        try:
-            async with asyncio.timeout(self.settings.drain_timeout):
-                await state.wait_idle()
-        except TimeoutError:
-            log.warning("drain timeout of %gs exceeded; %d requests still in flight, closing them",
-                        self.settings.drain_timeout, state.active_requests)
+        if not await self._wait_or_hurry(state.wait_idle(), settings.drain_timeout) and state.active_requests:
+            log.warning("drain ended after %gs or a second stop request; closing %d requests still in flight",
+                        settings.drain_timeout, state.active_requests)
         await self.tasks.close()
         await self.scraper.close()
         if self._status_sink is not None:
@@ -284,6 +290,18 @@ class RouterApp:
                 except OSError as exc:
                     log.error("--simulate: cannot start a simulator on %s: %s", endpoint.address, exc)
                     self._simulators[key] = _NotSimulated()
+
+    async def _wait_or_hurry(self, awaitable, limit: float) -> bool:
+        """Await `awaitable` for at most `limit` seconds or until a second stop request; True if it finished."""
+        waiting = asyncio.ensure_future(awaitable)
+        hurry = asyncio.ensure_future(self._hurry.wait())
+        try:
+            done, _ = await asyncio.wait((waiting, hurry), timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+            return waiting in done
+        finally:
+            for task in (waiting, hurry):
+                task.cancel()
+            await asyncio.gather(waiting, hurry, return_exceptions=True)
 
     def debug_dump(self) -> dict[str, Any]:
         state = self.state
