@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-scheduling bench-idle status clean docker
+.PHONY: run test lint bench bench-scheduling bench-overhead bench-idle status clean docker
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,19 @@ bench-scheduling: bench-idle $(STAMP)
 		{ $(PYTHON) -m venv $(BENCH_PEERS) && $(BENCH_PEERS)/bin/python -m pip install --quiet vllm-router; } || \
 		echo "vllm-router could not be installed: its runs will be skipped"
 	$(BIN)/python -m bench.scheduling --max-load 1000 $(if $(filter 1,$(QUICK)),--quick)
+
+# Proxy overhead against nginx, vllm-router and sglang-router, one core each (bench/README.md); QUICK=1: ~3 min.
+bench-overhead: bench-idle $(STAMP)
+	command -v wrk >/dev/null && command -v nginx >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq --no-install-recommends wrk nginx-light >/dev/null; } || \
+		echo "wrk/nginx could not be installed"
+	test -x $(BENCH_PEERS)/bin/vllm-router || \
+		{ $(PYTHON) -m venv $(BENCH_PEERS) && $(BENCH_PEERS)/bin/python -m pip install --quiet vllm-router; } || \
+		echo "vllm-router could not be installed: its runs will be skipped"
+	$(BENCH_PEERS)/bin/python -c "import sglang_router" 2>/dev/null || \
+		$(BENCH_PEERS)/bin/python -m pip install --quiet sglang-router || \
+		echo "sglang-router could not be installed: its runs will be skipped"
+	$(BIN)/python -m bench.overhead --max-load 1000 $(if $(filter 1,$(QUICK)),--quick)
 
 docker:
 	docker build -t kthena-router:dev .
