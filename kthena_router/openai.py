@@ -7,6 +7,7 @@ re-encode only when the client sent its own `stream_options` without `include_us
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,16 @@ class ParsedBody:
 NO_BODY = ParsedBody(None, False, None)
 
 
+_INVALID = object()
+
+
+def _lenient_loads(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return _INVALID
+
+
 def parse_body(body: bytes, content_type: str, *, required: bool) -> ParsedBody:
     """Extract `model` and `stream`.
 
@@ -60,9 +71,11 @@ def parse_body(body: bytes, content_type: str, *, required: bool) -> ParsedBody:
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        if required:
-            raise BadRequest(f"request body is not valid JSON: {exc}") from None
-        return NO_BODY
+        payload = _lenient_loads(body)  # what Python model servers accept (1e999, NaN) orjson refuses
+        if payload is _INVALID:
+            if required:
+                raise BadRequest(f"request body is not valid JSON: {exc}") from None
+            return NO_BODY
     if not isinstance(payload, dict):
         if required:
             raise BadRequest(f"request body must be a JSON object, got {_json_type(payload)}")
