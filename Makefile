@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-scheduling bench-overhead bench-idle status clean docker
+.PHONY: run test lint bench bench-scheduling bench-overhead bench-idle soak status clean docker
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ bench-overhead: bench-idle $(STAMP)
 		$(BENCH_PEERS)/bin/python -m pip install --quiet sglang-router || \
 		echo "sglang-router could not be installed: its runs will be skipped"
 	$(BIN)/python -m bench.overhead --max-load 1000 $(if $(filter 1,$(QUICK)),--quick)
+
+# Long mixed load with endpoints restarting and config churning (bench/README.md). SOAK_MINUTES=10 in CI size.
+SOAK_MINUTES ?= 30
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES)
 
 docker:
 	docker build -t kthena-router:dev .

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from kthena_router import __version__
 from kthena_router.accesslog import AccessLog
 from kthena_router.admin import start_debug_server, start_metrics_server
+from kthena_router.auth import Authenticator
 from kthena_router.endpoints.outlier import OutlierDetector
 from kthena_router.endpoints.scraper import Scraper
 from kthena_router.endpoints.state import EndpointStates
@@ -126,6 +127,7 @@ class RouterApp:
             settings.outlier_consecutive_failures, settings.outlier_base_ejection,
             settings.outlier_max_ejection_percent,
             on_change=lambda key, ejected: self.metrics.endpoint_ejected(_address(key), ejected))
+        self.auth = Authenticator.from_settings(settings)  # a bad --api-keys-file fails here
         self.scraper = Scraper(self.endpoint_states, interval=settings.scrape_interval,
                                on_update=self.admission.poll)
 
@@ -159,12 +161,15 @@ class RouterApp:
     async def start(self) -> None:
         settings = self.settings
         await self.access_log.start()
+        if self.auth is not None:
+            await self.auth.start()
         self.upstream = UpstreamClient(connect_timeout=settings.connect_timeout,
                                        read_timeout=settings.upstream_read_timeout,
                                        keepalive_per_host=settings.upstream_keepalive_connections)
         self.proxy = Proxy(state=self.state, settings=settings, metrics=self.metrics,
                            access_log=self.access_log, picker=self.scheduler, upstream=self.upstream,
-                           rng=random.Random(), admission=self.admission, outliers=self.outliers)
+                           rng=random.Random(), admission=self.admission, outliers=self.outliers,
+                           auth=self.auth)
         self._listeners = ListenerManager(self.proxy.handle, host=settings.host, main_port=settings.port,
                                           limits=server_limits(settings), ssl_context=_ssl_context(settings),
                                           reuse_port=settings.workers > 1)
@@ -215,6 +220,8 @@ class RouterApp:
             await sim.close()
         if self.upstream is not None:
             await self.upstream.close()
+        if self.auth is not None:
+            await self.auth.close()
         await self.access_log.close()
 
     # --- configuration ------------------------------------------------------------------------------

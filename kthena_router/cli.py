@@ -144,10 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", type=_positive_int, default=1,
                    help="processes serving the same ports with SO_REUSEPORT, each with its own state (default 1)")
     g = p.add_argument_group("authentication (off unless configured)")
-    g.add_argument("--api-keys-file", help="file of accepted API keys, one per line or `name: key`; "
-                                           "re-read when it changes")
-    g.add_argument("--api-keys-secret", help="NAMESPACE/NAME of a Kubernetes Secret whose values are accepted "
-                                             "API keys (Kubernetes mode)")
+    g.add_argument("--api-keys-file", help="file of accepted API keys, one per line or `name: key`; re-read when "
+                                           "it changes (mount a Kubernetes Secret here)")
     g.add_argument("--jwks-uri", help="URL or file of the JSON Web Key Set; enables JWT bearer authentication")
     g.add_argument("--jwt-issuer", help="required `iss` of accepted JWTs")
     g.add_argument("--jwt-audiences", default="",
@@ -231,7 +229,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         max_streams=args.max_streams, outlier_consecutive_failures=max(0, args.outlier_consecutive_failures),
         outlier_base_ejection=args.outlier_base_ejection,
         outlier_max_ejection_percent=min(100, max(0, args.outlier_max_ejection_percent)),
-        workers=args.workers, api_keys_file=args.api_keys_file, api_keys_secret=args.api_keys_secret,
+        workers=args.workers, api_keys_file=args.api_keys_file,
         jwks_uri=args.jwks_uri, jwt_issuer=args.jwt_issuer,
         jwt_audiences=tuple(a.strip() for a in args.jwt_audiences.split(",") if a.strip()),
         jwks_refresh_interval=args.jwks_refresh_interval,

@@ -14,6 +14,7 @@ class RouterError(Exception):
     status = 500
     type = "server_error"
     reason = "internal_error"  # metric label and access-log error type
+    headers = b""  # extra response header lines
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -36,6 +37,13 @@ class BadRequest(RouterError):
 class MalformedHTTP(BadRequest):
     """The bytes are not valid HTTP/1.x; the connection is closed after the answer."""
     reason = "bad_http_request"
+
+
+class Unauthorized(RouterError):
+    status = 401
+    type = "invalid_request_error"
+    reason = "invalid_api_key"
+    headers = b'WWW-Authenticate: Bearer realm="kthena-router"\r\n'
 
 
 class NoListener(RouterError):
@@ -122,6 +130,6 @@ class ListenerBusy(RouterError):
 
 # The statuses the router itself produces, for the README's error table and its test.
 ERROR_TABLE: tuple[type[RouterError], ...] = (
-    BadRequest, MalformedHTTP, NoListener, NoRoute, BodyTooLarge, Overloaded, InvalidBackend, UpstreamFailed,
+    BadRequest, MalformedHTTP, Unauthorized, NoListener, NoRoute, BodyTooLarge, Overloaded, InvalidBackend, UpstreamFailed,
     NoEndpoints, QueueTimeout, UpstreamTimeout, RequestTimeout, ClientTimeout, HeadersTooLarge, ListenerBusy,
 )

@@ -20,6 +20,7 @@ from yarl import URL
 from kthena_router import errors
 from kthena_router.accesslog import AccessLog
 from kthena_router.api.hostnames import normalize_host
+from kthena_router.auth import Authenticator
 from kthena_router.endpoints.outlier import OutlierDetector
 from kthena_router.http import HTTPRequest
 from kthena_router.http.client import (
@@ -93,7 +94,7 @@ class Proxy:
     def __init__(self, *, state: RouterState, settings: Settings, metrics: RouterMetrics,
                  access_log: AccessLog, picker: Picker, upstream: UpstreamClient,
                  rng: random.Random | None = None, admission: Admission | None = None,
-                 outliers: OutlierDetector | None = None) -> None:
+                 outliers: OutlierDetector | None = None, auth: Authenticator | None = None) -> None:
         self.state = state
         self.settings = settings
         self.metrics = metrics
@@ -101,6 +102,7 @@ class Proxy:
         self.picker = picker
         self.admission = admission
         self.upstream = upstream
+        self.auth = auth
         self.outliers = outliers if outliers is not None and outliers.enabled else None
         self.rng = rng or random.Random()
 
@@ -164,6 +166,7 @@ class Proxy:
         if request.response_started:
             return
         extra = b"X-Request-Id: " + rec.request_id.encode("latin-1", "replace") + b"\r\n" if rec.request_id else b""
+        extra += err.headers
         if err.status in (400, 408, 413, 431) and not request.body_complete:
             request.keep_alive = False  # the rest of the body is not worth reading
         request.respond(err.status, err.body(), extra)
@@ -180,6 +183,8 @@ class Proxy:
             raise errors.NoListener(f"no listener on port {port} matches host {host!r}")
         rec.gateway = str(listener.gateway)
         headers = request.headers
+        if self.auth is not None:
+            await self.auth.authenticate(_get(headers, "authorization"), _get(headers, "x-api-key"))
         request_id = _get(headers, "x-request-id") or f"{self.rng.getrandbits(128):032x}"
         rec.request_id = request_id
 

@@ -77,11 +77,18 @@ class UpstreamResponse:
         return None
 
     async def read(self) -> bytes:
-        """The next piece of the body as it arrived (chunked framing removed); b"" at the end."""
+        """The body received since the last read (chunked framing removed); b"" at the end.
+
+        Everything buffered comes back at once: when the proxy is behind, several events go to the client
+        in one write instead of one write each."""
         while True:
             chunks = self._chunks
             if chunks:
-                data = chunks.popleft()
+                if len(chunks) == 1:
+                    data = chunks.popleft()
+                else:
+                    data = b"".join(chunks)
+                    chunks.clear()
                 self._buffered -= len(data)
                 conn = self._conn
                 if conn.reading_paused and self._buffered < _LOW_WATER:
