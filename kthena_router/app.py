@@ -24,7 +24,6 @@ from kthena_router.endpoints.outlier import OutlierDetector
 from kthena_router.endpoints.scraper import Scraper
 from kthena_router.endpoints.state import EndpointStates
 from kthena_router.http import ServerLimits
-from kthena_router.http.client import UpstreamClient
 from kthena_router.listeners import ListenerManager
 from kthena_router.metrics import RouterMetrics
 from kthena_router.proxy import Proxy
@@ -41,6 +40,7 @@ from kthena_router.sources import ConfigSource
 from kthena_router.sources.files import FileSource
 from kthena_router.state import RouterState
 from kthena_router.tasks import TaskGroup
+from kthena_router.upstream import UpstreamClient
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,8 @@ class RouterApp:
             await self.auth.start()
         self.upstream = UpstreamClient(connect_timeout=settings.connect_timeout,
                                        read_timeout=settings.upstream_read_timeout,
-                                       keepalive_per_host=settings.upstream_keepalive_connections)
+                                       keepalive_per_host=settings.upstream_keepalive_connections,
+                                       idle_timeout=UPSTREAM_IDLE_TIMEOUT)
         self.proxy = Proxy(state=self.state, settings=settings, metrics=self.metrics,
                            access_log=self.access_log, picker=self.scheduler, upstream=self.upstream,
                            rng=random.Random(), admission=self.admission, outliers=self.outliers,
@@ -244,7 +245,8 @@ class RouterApp:
         assert self._listeners is not None
         unavailable = self._listeners.unavailable
         result = await asyncio.to_thread(reconcile, resources, reconcile_options(self.settings, unavailable))
-        failed = await self._listeners.sync(result.ports)
+        # While draining the sockets stay as they are: a Gateway added now must not open a port that accepts.
+        failed = unavailable if self.state.draining else await self._listeners.sync(result.ports)
         if failed != unavailable:
             result = await asyncio.to_thread(reconcile, resources, reconcile_options(self.settings, failed))
         self._version += 1
@@ -346,6 +348,10 @@ class RouterApp:
 class _NotSimulated:
     async def close(self) -> None:
         return None
+
+
+# Idle upstream connections are dropped before vLLM's server (uvicorn, 5 s keep-alive) would close them.
+UPSTREAM_IDLE_TIMEOUT = 4.0
 
 
 def _address(key) -> str:

@@ -23,13 +23,6 @@ from kthena_router.api.hostnames import normalize_host
 from kthena_router.auth import Authenticator
 from kthena_router.endpoints.outlier import OutlierDetector
 from kthena_router.http import HTTPRequest
-from kthena_router.http.client import (
-    ConnectFailed,
-    UpstreamClient,
-    UpstreamError,
-    UpstreamResponse,
-    UpstreamTimeout,
-)
 from kthena_router.http.request import header_lines
 from kthena_router.metrics import RouterMetrics
 from kthena_router.openai import (
@@ -47,6 +40,13 @@ from kthena_router.scheduling.picker import Picker, PickRequest
 from kthena_router.settings import Settings
 from kthena_router.snapshot import Backend, Endpoint, EndpointKey, ListenerRoutes, Pool, RouteMatchResult
 from kthena_router.state import RouterState
+from kthena_router.upstream import (
+    ConnectFailed,
+    UpstreamClient,
+    UpstreamError,
+    UpstreamResponse,
+    UpstreamTimeout,
+)
 from kthena_router.usage import JSONUsage, SSEUsage
 
 log = logging.getLogger(__name__)
