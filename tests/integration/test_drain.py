@@ -12,7 +12,7 @@ import aiohttp
 
 from kthena_router.sim import SimConfig, start_simulator
 from tests.integration.conftest import POD_IPS
-from tests.integration.harness import free_port, pod, pool, write_manifests
+from tests.integration.harness import free_port, gateway, pod, pool, write_manifests
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "m"
@@ -125,4 +125,50 @@ async def test_drain_timeout_cuts_what_is_left_and_a_second_sigterm_hurries(tmp_
             assert b"closing 1 requests still in flight" in err
             assert isinstance(results[0], Exception) or not results[0].endswith(b"data: [DONE]\n\n")
     finally:
+        await sim.close()
+
+
+async def _accepts(port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    writer.close()
+    await writer.wait_closed()
+    return True
+
+
+async def test_a_gateway_added_while_draining_opens_no_new_socket(tmp_path, pod_port):
+    sim = await start_simulator(SimConfig(model=MODEL, itl_ms=200, default_output_tokens=100), POD_IPS[0],
+                                pod_port)
+    base = (pool("p", pod_port, {"app": "sim"}), pod("s", POD_IPS[0], {"app": "sim"}), ROUTE)
+    write_manifests(tmp_path, "c.yaml", *base)
+    port, before, during = free_port(), free_port(), free_port()
+    proc = await _start_router(tmp_path, port, "--drain-timeout", "30", "--reload-interval", "0.1")
+    try:
+        write_manifests(tmp_path, "g.yaml", gateway("before", before))
+        async with asyncio.timeout(10):  # the control: a Gateway added before SIGTERM gets its socket
+            while not await _accepts(before):
+                await asyncio.sleep(0.05)
+        started: asyncio.Queue = asyncio.Queue()
+        async with aiohttp.ClientSession() as session:
+            stream = asyncio.create_task(_stream(session, url=f"http://127.0.0.1:{port}", started=started))
+            await asyncio.wait_for(started.get(), 10)
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.3)
+            write_manifests(tmp_path, "g.yaml", gateway("before", before), gateway("during", during))
+            await asyncio.sleep(1.5)  # 15 reload intervals
+            assert not await _accepts(during)
+            assert not await _accepts(before)
+            assert proc.returncode is None  # still draining the stream
+            proc.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(10):
+                _, err = await proc.communicate()
+            await asyncio.gather(stream, return_exceptions=True)
+        assert proc.returncode == 0, err.decode()
+        assert f"127.0.0.1:{during}".encode() not in err, err.decode()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
         await sim.close()
