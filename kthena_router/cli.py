@@ -146,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("authentication (off unless configured)")
     g.add_argument("--api-keys-file", help="file of accepted API keys, one per line or `name: key`; re-read when "
                                            "it changes (mount a Kubernetes Secret here)")
+    g.add_argument("--api-keys-secret", metavar="NAMESPACE/NAME",
+                   help="Kubernetes Secret whose data entries are accepted API keys (entry name = who), "
+                        "watched through the API; needs list and watch on that Secret")
     g.add_argument("--jwks-uri", help="URL or file of the JSON Web Key Set; enables JWT bearer authentication")
     g.add_argument("--jwt-issuer", help="required `iss` of accepted JWTs")
     g.add_argument("--jwt-audiences", default="",
@@ -229,7 +232,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         max_streams=args.max_streams, outlier_consecutive_failures=max(0, args.outlier_consecutive_failures),
         outlier_base_ejection=args.outlier_base_ejection,
         outlier_max_ejection_percent=min(100, max(0, args.outlier_max_ejection_percent)),
-        workers=args.workers, api_keys_file=args.api_keys_file,
+        workers=args.workers, api_keys_file=args.api_keys_file, api_keys_secret=args.api_keys_secret,
         jwks_uri=args.jwks_uri, jwt_issuer=args.jwt_issuer,
         jwt_audiences=tuple(a.strip() for a in args.jwt_audiences.split(",") if a.strip()),
         jwks_refresh_interval=args.jwks_refresh_interval,
@@ -286,6 +289,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         load_scheduler_config(settings.scheduler_config)
     except ConfigError as exc:
         print(f"kthena-router: --scheduler-config: {exc}", file=sys.stderr)
+        return 2
+    from kthena_router.auth import AuthConfigError, Authenticator
+
+    try:  # likewise an unreadable --api-keys-file or a malformed --api-keys-secret
+        Authenticator.from_settings(settings)
+    except AuthConfigError as exc:
+        print(f"kthena-router: {exc}", file=sys.stderr)
         return 2
     for name, value in sorted(vars(args).items()):
         log.debug("flag %s=%s", name, value)
@@ -355,8 +365,10 @@ async def _run_app(app: RouterApp) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, app.request_stop)
+    from kthena_router.auth import AuthConfigError
+
     try:
         await app.run()
-    except OSError as exc:
+    except (OSError, AuthConfigError) as exc:
         log.error("cannot start: %s", exc)
         raise SystemExit(1) from None

@@ -50,6 +50,7 @@ class Settings:
     workers: int = 1
     # Authentication of clients; off unless one of these is set.
     api_keys_file: str | None = None  # one key per line (or `name: key`); re-read when it changes (a mounted Secret)
+    api_keys_secret: str | None = None  # NAMESPACE/NAME of a Secret whose data entries are keys (watched)
     jwks_uri: str | None = None  # http(s) URL or file of the JSON Web Key Set that signs accepted JWTs
     jwt_issuer: str | None = None
     jwt_audiences: tuple[str, ...] = ()

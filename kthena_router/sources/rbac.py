@@ -37,3 +37,10 @@ CLUSTER_RULES: tuple[Rule, ...] = (
 NAMESPACE_RULES: tuple[Rule, ...] = (
     Rule("coordination.k8s.io", ("leases",), ("get", "create", "update")),
 )
+
+# Only with --api-keys-secret NAMESPACE/NAME (`auth/secret.py`), in that namespace, for that one Secret: a Role
+# with `resourceNames: [NAME]` grants it, since the Secret is always listed and watched with the field
+# selector `metadata.name=NAME`. Not in the default RBAC of deploy/: the router reads no Secret otherwise.
+API_KEYS_SECRET_RULES: tuple[Rule, ...] = (
+    Rule("", ("secrets",), ("list", "watch")),
+)
