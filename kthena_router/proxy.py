@@ -57,6 +57,8 @@ HOP_BY_HOP = ("Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authoriza
 # Dropped from what goes upstream: hop-by-hop, framing (the router frames the body itself), the objective.
 _DROP_REQUEST = frozenset(name.lower().encode() for name in (
     *HOP_BY_HOP, "Content-Length", "Expect", "X-Request-Id", "X-Forwarded-For", "X-Gateway-Inference-Objective"))
+# The router sets the model header from the body; a client's own copy must not reach the endpoint beside it.
+_DROP_REQUEST_WITH_MODEL = _DROP_REQUEST | {b"x-gateway-model-name"}
 _DROP_RESPONSE = frozenset(name.lower().encode() for name in (*HOP_BY_HOP, "Content-Length"))
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _get = dict.get  # request headers are a dict by lower-case name; these skip its case-folding methods
@@ -257,7 +259,7 @@ class Proxy:
                           match: RouteMatchResult, backend: Backend) -> bytes:
         """The request header lines for the endpoint: the client's minus hop-by-hop, plus the proxy's own."""
         headers = request.headers
-        drop = _DROP_REQUEST
+        drop = _DROP_REQUEST if parsed.model is None else _DROP_REQUEST_WITH_MODEL
         connection = _get(headers, "connection")
         if connection:
             drop = drop | {token.strip().lower().encode("latin-1") for token in connection.split(",")}
@@ -358,6 +360,8 @@ class Proxy:
                 async with asyncio.timeout(backend_timeout):
                     await exchange
             except TimeoutError:
+                if self.outliers is not None:
+                    self.outliers.failure(endpoint.key)
                 if not ex.request.response_started:
                     raise errors.UpstreamTimeout(
                         f"endpoint {endpoint.address} did not respond within {backend_timeout:g}s "

@@ -27,6 +27,7 @@ from kthena_router import errors
 from kthena_router.http.request import Headers, HTTPRequest, status_line
 
 log = logging.getLogger(__name__)
+_dict_get = dict.get
 
 Handler = Callable[[HTTPRequest], Awaitable[None]]
 
@@ -127,7 +128,7 @@ class HTTPConnection(asyncio.Protocol):
     __slots__ = (
         "server", "limits", "loop", "transport", "remote", "parser", "closed", "write_paused", "_drain",
         "_url", "_raw", "_headers", "_head_bytes", "_parsing", "_current", "_task", "_queue",
-        "_reading_paused", "_eof", "_in_head", "_fatal", "deadline", "_head_limit",
+        "_reading_paused", "_eof", "_in_head", "_fatal", "deadline", "_head_limit", "_last", "_raw_left",
     )
 
     def __init__(self, server: HTTPServer) -> None:
@@ -145,6 +146,8 @@ class HTTPConnection(asyncio.Protocol):
         self._headers: Headers | None = None
         self._head_bytes = 0
         self._head_limit = server.limits.max_header_bytes
+        self._last: HTTPRequest | None = None  # the request whose head was parsed last
+        self._raw_left = -1  # after a declined Upgrade: body bytes still to take without the parser
         self._parsing: HTTPRequest | None = None  # the request whose body is being received
         self._current: HTTPRequest | None = None  # the request whose handler runs
         self._task: asyncio.Task[None] | None = None
@@ -203,6 +206,9 @@ class HTTPConnection(asyncio.Protocol):
             drain.set_result(None)
 
     def data_received(self, data: bytes) -> None:
+        if self._raw_left >= 0:
+            self._raw_body(data)
+            return
         if self._current is None and not self._in_head:
             # First bytes of a new request: the keep-alive wait ends, the head must now arrive in time.
             self.deadline = self.loop.time() + self.limits.header_read_timeout
@@ -213,10 +219,8 @@ class HTTPConnection(asyncio.Protocol):
             error = cause.error if isinstance(cause, _HeadTooLarge) else \
                 errors.MalformedHTTP("malformed HTTP request")
             self._protocol_error(error)
-        except httptools.HttpParserUpgrade:
-            # An Upgrade offer (e.g. h2c) is declined by answering in HTTP/1.1; llhttp stops after the
-            # head, so the rest of the stream is read by a fresh parser.
-            self.parser = httptools.HttpRequestParser(self)
+        except httptools.HttpParserUpgrade as exc:
+            self._decline_upgrade(data[exc.args[0] if exc.args else len(data):])
         except httptools.HttpParserError as exc:
             reason = " ".join(str(exc).split())[:200] or "malformed request"
             log.debug("malformed HTTP request from %s: %s", self.remote, reason)
@@ -261,13 +265,21 @@ class HTTPConnection(asyncio.Protocol):
         if len(raw) > self.limits.max_headers:
             raise _HeadTooLarge(self._head_error())
         setdefault = headers.setdefault
+        hosts = 0
         for name, value in raw:
-            setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+            key = name.decode("latin-1").lower()
+            if key == "host":
+                hosts += 1
+            setdefault(key, value.decode("latin-1"))
+        version = parser.get_http_version()
+        if hosts != 1 and version == "1.1":  # RFC 9112 3.2: exactly one, or the request is refused
+            raise _HeadTooLarge(errors.MalformedHTTP("a request of HTTP version 1.1 needs exactly one Host header"))
+        self._raw = []  # trailer fields after a chunked body land here and go nowhere
         if not target.startswith("/"):
             target = self._origin_form(target, headers)
-        request = HTTPRequest(self, parser.get_method().decode("ascii"), target, parser.get_http_version(),
+        request = HTTPRequest(self, parser.get_method().decode("ascii"), target, version,
                               headers, parser.should_keep_alive(), self.limits.max_body_bytes)
-        self._parsing = request
+        self._parsing = self._last = request
         if self._current is None:
             self._start(request)
         else:
@@ -366,6 +378,47 @@ class HTTPConnection(asyncio.Protocol):
             self.transport.resume_reading()  # type: ignore[union-attr]
         if not self._in_head:
             self.deadline = self.loop.time() + self.limits.keepalive_timeout
+
+    def _decline_upgrade(self, rest: bytes) -> None:
+        """An Upgrade offer (h2c, websocket) is declined by answering in HTTP/1.1 and closing.
+
+        llhttp ends the message at the head of an upgrade request and leaves the body unparsed, so a
+        Content-Length body is taken here as raw bytes; nothing after it is read as another request."""
+        request = self._last
+        self._raw_left = 0
+        self._pause_reading()
+        if request is None:
+            return
+        request.keep_alive = False
+        if _dict_get(request.headers, "transfer-encoding"):
+            request._complete = False
+            request._fail(errors.MalformedHTTP("a chunked body with an Upgrade offer is not supported"))
+            return
+        length = request.content_length or 0
+        if length:
+            request._complete = False
+            self._parsing = request
+            self._raw_left = length
+            self._resume_reading()
+            self._raw_body(rest)
+
+    def _raw_body(self, data: bytes) -> None:
+        request = self._parsing
+        left = self._raw_left
+        if request is None or left <= 0:
+            return  # bytes after a declined upgrade: ignored; the connection closes after the response
+        piece = data[:left]
+        self._raw_left = left - len(piece)
+        request._feed(piece)
+        if self._raw_left == 0:
+            self._parsing = None
+            request._done()
+            self._pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused and not self.closed:
+            self._reading_paused = False
+            self.transport.resume_reading()  # type: ignore[union-attr]
 
     def _protocol_error(self, error: errors.RouterError) -> None:
         """Bad bytes from the client: answer (now or after the running response) and close."""

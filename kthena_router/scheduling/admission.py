@@ -148,8 +148,9 @@ class Admission:
                 for waiter in queue.heap:
                     if waiter.waiting:
                         waiter.waiting = False
-                        waiter.future.set_exception(errors.NoEndpoints(
-                            f"InferencePool {ref} has no ready endpoints"))
+                        if not waiter.future.done():
+                            waiter.future.set_exception(errors.NoEndpoints(
+                                f"InferencePool {ref} has no ready endpoints"))
                 queue.heap.clear()
                 queue.waiting = 0
                 self._size(str(ref), queue)
@@ -168,6 +169,10 @@ class Admission:
         while room > 0 and heap:
             waiter = heapq.heappop(heap)
             if not waiter.waiting:  # cancelled or timed out: its place was already returned
+                continue
+            if waiter.future.done():
+                # Its task was cancelled (timeout or client gone) and has not run its cleanup yet; that
+                # cleanup returns the place.
                 continue
             waiter.waiting = False
             waiter.future.set_result(None)

@@ -84,6 +84,7 @@ class Scheduler:
     def pick(self, pool: Pool, request: PickRequest, exclude: Collection[EndpointKey]) -> Endpoint | None:
         now = time.monotonic()
         ctx: Context | None = request.context
+        retry = ctx is not None  # `exclude` alone cannot tell: it also holds endpoints ejected as outliers
         if ctx is None:
             ctx = request.context = Context(request.model, request.payload, request.headers, now,
                                             self.env.states)
@@ -103,7 +104,7 @@ class Scheduler:
             if timer is not None:
                 timer.observe_plugin(model, stage.name, "filter", time.perf_counter() - t0)
             if not candidates:
-                if exclude:
+                if retry:
                     return None
                 raise errors.Overloaded(f"every endpoint of InferencePool {pool.ref} is overloaded "
                                         f"(filtered out by {stage.name})")

@@ -42,6 +42,7 @@ class UpstreamClient:
         self.open: set[Connection] = set()  # every live connection, busy or idle
         self._idle: dict[tuple[str, int], list[Connection]] = {}  # oldest first
         self._closed = False
+        self._alive: set | frozenset | None = None  # endpoints of the current pools, once told (forget_except)
         self.read_tick = 0
         self.read_ticker: asyncio.TimerHandle | None = None
         self._read_every = read_timeout / (_READ_TICKS - 1)
@@ -110,6 +111,10 @@ class UpstreamClient:
     def _put(self, conn: Connection) -> None:
         """Pool a connection whose exchange ended cleanly, or close it when the pool is full."""
         conn.response = None
+        alive = self._alive
+        if alive is not None and conn.key not in alive:  # its endpoint left while it was busy
+            conn.close()
+            return
         idle = self._idle.get(conn.key)
         if idle is None:
             if self._closed:
@@ -161,7 +166,8 @@ class UpstreamClient:
             self._idle_ticker = self.loop.call_later(self._idle_every, self._sweep_idle)
 
     def forget_except(self, alive: Collection[tuple[str, int]]) -> None:
-        """Close the idle connections to endpoints not in `alive`; busy ones finish their exchange."""
+        """Close the idle connections to endpoints not in `alive`; busy ones close when their exchange ends."""
+        self._alive = alive if isinstance(alive, (set, frozenset)) else set(alive)
         for key in [key for key in self._idle if key not in alive]:
             for conn in self._idle.pop(key):
                 conn.state = BUSY  # already out of the pool

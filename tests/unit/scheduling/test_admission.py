@@ -141,3 +141,19 @@ def test_priority_comes_from_the_objective_of_the_same_pool():
     assert priority_of(objectives, world.pool, "other") == 0
     assert priority_of(objectives, world.pool, "missing") == 0
     assert priority_of(objectives, world.pool, None) == 0
+
+
+async def test_room_appearing_as_a_waiter_is_cancelled_skips_it_without_error():
+    """The cancelled waiter's future is done before its cleanup runs; a release in between must pass it by."""
+    world, admission, recorder = setup()
+    saturate(world)
+    leaving = asyncio.create_task(admission.admit(world.pool, 0))
+    staying = asyncio.create_task(admission.admit(world.pool, 0))
+    await asyncio.sleep(0.01)
+    leaving.cancel()  # cancels the future it waits on at once; its finally runs on the next loop turn
+    free(world)
+    admission.poll()  # used to raise InvalidStateError and kill the scraper task that called it
+    await asyncio.wait_for(staying, 1)
+    with pytest.raises(asyncio.CancelledError):
+        await leaving
+    assert admission.queued(world.pool.ref) == 0

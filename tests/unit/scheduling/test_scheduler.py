@@ -53,9 +53,12 @@ def test_filters_leaving_nothing_mean_overloaded(world):
     for i in range(3):
         world.scraped(i, waiting=20)
     sched = scheduler(world, SchedulerConfig(filters=("least-request",), scorers=(("queue", 1.0),)))
+    first = request()
     with pytest.raises(errors.Overloaded, match="least-request"):
-        sched.pick(world.pool, request(), ())
-    assert sched.pick(world.pool, request(), [world.endpoints[0].key]) is None  # a retry just ends
+        sched.pick(world.pool, first, ())
+    assert sched.pick(world.pool, first, [world.endpoints[0].key]) is None  # a retry just ends
+    with pytest.raises(errors.Overloaded):  # a first pick with endpoints left out (ejected) is still a 429
+        sched.pick(world.pool, request(), [world.endpoints[0].key])
 
 
 class _Fixed:

@@ -1,0 +1,127 @@
+"""Raw request bytes for the hostile-input tests, a loopback endpoint that records every request it gets,
+and a router in front of it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+
+from tests.integration.harness import RunningRouter, free_port, pod, pool, start_router, write_manifests
+
+ENDPOINT_IP = "127.0.0.31"
+ROUTE = """apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: default}
+spec:
+  parentRefs: [{name: default}]
+  rules:
+  - backendRefs: [{group: inference.networking.k8s.io, kind: InferencePool, name: p}]
+"""
+COMPLETION = (b'{"id":"c","object":"text_completion","model":"m","choices":[{"index":0,"text":"ok",'
+              b'"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}')
+OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+    len(COMPLETION), COMPLETION)
+
+SMUGGLED_MODEL = b"smuggled-model"
+GOOD = b'{"model":"m","prompt":"hi"}'
+
+
+def post(body: bytes, *headers: bytes, length: bool = True, target: bytes = b"/v1/completions") -> bytes:
+    lines = [b"POST " + target + b" HTTP/1.1", b"Host: x", b"Content-Type: application/json", *headers]
+    if length:
+        lines.append(b"Content-Length: %d" % len(body))
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def chunked(body: bytes, size_line: bytes | None = None, *headers: bytes) -> bytes:
+    size = size_line if size_line is not None else b"%x" % len(body)
+    return post(size + b"\r\n" + body + b"\r\n0\r\n\r\n", b"Transfer-Encoding: chunked", *headers, length=False)
+
+
+# A complete, valid request: when it reaches the endpoint, framing was desynchronised.
+SMUGGLED = post(b'{"model":"%s","prompt":"x"}' % SMUGGLED_MODEL)
+
+
+class Endpoint:
+    """A model-server stand-in on loopback: reads each request the router sends (head, Content-Length body),
+    keeps it in `seen` and answers 200, or whatever `behaviour` writes. The router's scrapes of `/metrics`
+    and `/v1/models` get empty answers and are not kept."""
+
+    def __init__(self) -> None:
+        self.ip = ENDPOINT_IP
+        self.port = free_port(ENDPOINT_IP)
+        self.seen: list[bytes] = []
+        self.behaviour: Callable[[asyncio.StreamWriter, bytes], Awaitable[None]] | None = None
+        self._server: asyncio.Server | None = None
+        self._handlers: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+
+    @property
+    def smuggled(self) -> int:
+        return sum(SMUGGLED_MODEL in request for request in self.seen)
+
+    async def start(self) -> Endpoint:
+        self._server = await asyncio.start_server(self._handle, self.ip, self.port)
+        return self
+
+    async def stop(self) -> None:
+        """Stop listening and drop every connection; the handlers end on their own."""
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._handlers.values()):
+            writer.transport.abort()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers[task] = writer
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                request = head + await reader.readexactly(length)
+                if head.startswith((b"GET /metrics", b"GET /v1/models")):
+                    body = b"" if head.startswith(b"GET /metrics") else b'{"object":"list","data":[]}'
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                    continue
+                self.seen.append(request)
+                if self.behaviour is not None:
+                    await self.behaviour(writer, request)
+                elif head.startswith(b"HEAD "):
+                    writer.write(OK.partition(b"\r\n\r\n")[0] + b"\r\n\r\n")
+                else:
+                    writer.write(OK)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            pass
+        finally:
+            del self._handlers[task]
+            writer.transport.abort()
+
+
+async def router_for(tmp_path: Path, endpoint: Endpoint, **settings) -> RunningRouter:
+    """A router on 127.0.0.1 whose one route sends everything to a pool holding `endpoint`."""
+    write_manifests(tmp_path, "c.yaml", pool("p", endpoint.port, {"app": "be"}), ROUTE,
+                    pod("be-0", endpoint.ip, {"app": "be"}))
+    return await start_router(tmp_path, **settings)
+
+
+async def settled(router: RunningRouter, timeout: float = 3.0) -> dict[str, int]:
+    """Wait until no request, stream or upstream exchange is in progress; return the runtime counts."""
+    async with asyncio.timeout(timeout):
+        while True:
+            stats = router.app.runtime_stats()
+            if stats["active_requests"] == 0 and stats["inflight"] == 0 and stats["streams"] == 0 \
+                    and stats["upstream_connections"] == stats["upstream_idle_connections"]:
+                return stats
+            await asyncio.sleep(0.02)
+
+
+# Every client request in these tests ends within this, whatever the router does.
+BOUNDED = aiohttp.ClientTimeout(total=5)
