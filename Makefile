@@ -45,7 +45,7 @@ bench-scheduling: bench-idle $(STAMP)
 # Proxy overhead against nginx, vllm-router and sglang-router, one core each (bench/README.md); QUICK=1: ~3 min.
 bench-overhead: bench-idle $(STAMP)
 	command -v wrk >/dev/null && command -v nginx >/dev/null || \
-		{ apt-get update -qq && apt-get install -y -qq --no-install-recommends wrk nginx-light >/dev/null; } || \
+		{ apt-get update -qq && RUNLEVEL=1 apt-get install -y -qq --no-install-recommends wrk nginx-light >/dev/null; } || \
 		echo "wrk/nginx could not be installed"
 	test -x $(BENCH_PEERS)/bin/vllm-router || \
 		{ $(PYTHON) -m venv $(BENCH_PEERS) && $(BENCH_PEERS)/bin/python -m pip install --quiet vllm-router; } || \
