@@ -9,17 +9,18 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.integration.harness import RunningRouter, free_port, pod, pool, start_router, write_manifests
+from tests.integration.harness import (
+    RunningRouter,
+    free_port,
+    pod,
+    pool,
+    route_to_pool,
+    start_router,
+    write_manifests,
+)
 
 ENDPOINT_IP = "127.0.0.31"
-ROUTE = """apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: r, namespace: default}
-spec:
-  parentRefs: [{name: default}]
-  rules:
-  - backendRefs: [{group: inference.networking.k8s.io, kind: InferencePool, name: p}]
-"""
+ROUTE = route_to_pool("p")
 COMPLETION = (b'{"id":"c","object":"text_completion","model":"m","choices":[{"index":0,"text":"ok",'
               b'"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}')
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (

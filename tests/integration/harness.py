@@ -73,6 +73,19 @@ def gateway(name: str, port: int, *, namespace: str = "default", hostname: str |
         """)
 
 
+def route_to_pool(pool_name: str, *, name: str = "r", namespace: str = "default") -> str:
+    """An HTTPRoute on the implied `default` Gateway sending everything to one InferencePool."""
+    return textwrap.dedent(f"""\
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: HTTPRoute
+        metadata: {{name: {name}, namespace: {namespace}}}
+        spec:
+          parentRefs: [{{name: default}}]
+          rules:
+          - backendRefs: [{{group: inference.networking.k8s.io, kind: InferencePool, name: {pool_name}}}]
+        """)
+
+
 def write_manifests(directory: Path, name: str, *docs: str) -> Path:
     path = directory / name
     path.write_text("---\n".join(docs))

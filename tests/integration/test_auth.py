@@ -15,19 +15,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from kthena_router.sim import SimConfig, start_simulator
 from tests.integration.conftest import POD_IPS
-from tests.integration.harness import pod, pool, start_router, write_manifests
+from tests.integration.harness import pod, pool, route_to_pool, start_router, write_manifests
 
 MODEL = "m"
 ISSUER = "https://issuer.example"
 GOOD_KEY = "sk-ci-0123456789"
-ROUTE = """apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: r, namespace: default}
-spec:
-  parentRefs: [{name: default}]
-  rules:
-  - backendRefs: [{group: inference.networking.k8s.io, kind: InferencePool, name: p}]
-"""
+ROUTE = route_to_pool("p")
 
 
 def _jwk(key: rsa.RSAPrivateKey, kid: str) -> dict:

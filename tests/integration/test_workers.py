@@ -13,18 +13,11 @@ import aiohttp
 
 from kthena_router.sim import SimConfig, start_simulator
 from tests.integration.conftest import POD_IPS
-from tests.integration.harness import free_port, pod, pool, write_manifests
+from tests.integration.harness import free_port, pod, pool, route_to_pool, write_manifests
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "m"
-ROUTE = """apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: r, namespace: default}
-spec:
-  parentRefs: [{name: default}]
-  rules:
-  - backendRefs: [{group: inference.networking.k8s.io, kind: InferencePool, name: p}]
-"""
+ROUTE = route_to_pool("p")
 
 
 def _two_free_ports() -> int:
