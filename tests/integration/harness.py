@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import random
 import socket
 import textwrap
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -13,19 +16,23 @@ from aiohttp import web
 from kthena_router.app import RouterApp
 from kthena_router.settings import Settings
 
+# Listener ports are taken below the kernel's ephemeral range (32768-60999 on Linux), where outgoing
+# connections get their source ports: a port picked there can be taken by some connect() before the test
+# binds it, which made rare "address already in use" failures under heavy connection churn.
+_PORTS = range(20000, 32768)
+_pick = random.Random(os.getpid() ^ time.time_ns())
+
 
 def free_port(*hosts: str) -> int:
-    """A port that is free on every given loopback address."""
+    """A port that is free on every given loopback address, outside the ephemeral range."""
     hosts = hosts or ("127.0.0.1",)
-    for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind((hosts[0], 0))
-            port = probe.getsockname()[1]
+    for _ in range(1000):
+        port = _pick.choice(_PORTS)
         ok = True
-        for host in hosts[1:]:
-            with socket.socket() as other:
+        for host in hosts:
+            with socket.socket() as probe:
                 try:
-                    other.bind((host, port))
+                    probe.bind((host, port))
                 except OSError:
                     ok = False
                     break
