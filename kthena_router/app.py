@@ -34,7 +34,7 @@ from kthena_router.resources import ReconcileOptions, Resources
 from kthena_router.scheduling.admission import Admission
 from kthena_router.scheduling.config import load_scheduler_config
 from kthena_router.scheduling.saturation import Thresholds
-from kthena_router.scheduling.scheduler import Scheduler
+from kthena_router.scheduling.scheduler import PoolSchedulers
 from kthena_router.settings import Settings
 from kthena_router.snapshot import Snapshot
 from kthena_router.sources import ConfigSource
@@ -118,8 +118,8 @@ class RouterApp:
         self.proxy: Proxy | None = None
         # Scheduling: a bad --scheduler-config fails here, before anything is started (ConfigError).
         self.endpoint_states = EndpointStates(stale_after=settings.metrics_stale_after)
-        self.scheduler = Scheduler(load_scheduler_config(settings.scheduler_config), self.endpoint_states,
-                                   self.state.inflight, timer=self.metrics)
+        self.scheduler = PoolSchedulers(load_scheduler_config(settings.scheduler_config), self.endpoint_states,
+                                        self.state.inflight, timer=self.metrics)
         self.admission = Admission(
             self.endpoint_states,
             thresholds=Thresholds(settings.saturation_queue_threshold, settings.saturation_kv_threshold),
@@ -130,7 +130,8 @@ class RouterApp:
             on_change=lambda key, ejected: self.metrics.endpoint_ejected(_address(key), ejected))
         self.auth = Authenticator.from_settings(settings)  # a bad --api-keys-file fails here
         self.scraper = Scraper(self.endpoint_states, interval=settings.scrape_interval,
-                               on_update=self.admission.poll)
+                               on_update=self.admission.poll, read_latency=self.scheduler.reads_latency)
+        self.state.inflight.on_busy = self.scraper.wake  # an idle endpoint given work is scraped at once
 
     # --- lifecycle ----------------------------------------------------------------------------------
 
@@ -251,6 +252,8 @@ class RouterApp:
         if failed != unavailable:
             result = await asyncio.to_thread(reconcile, resources, reconcile_options(self.settings, failed))
         self._version += 1
+        self.scheduler.sync(result.snapshot.pools)  # pools' own schedulers, ready before the swap
+        self.scraper.read_latency = self.scheduler.reads_latency
         self.state.snapshot = Snapshot(result.snapshot.ports, result.snapshot.pools, result.snapshot.objectives,
                                        self._version)
         self.state.statuses = result.statuses.to_dict()

@@ -18,6 +18,7 @@ from kthena_router.api.meta import ObjectRef
 
 if TYPE_CHECKING:
     from kthena_router.routing.table import RouteTable
+    from kthena_router.scheduling.config import SchedulerConfig
 
 
 class EndpointKey(NamedTuple):
@@ -45,6 +46,10 @@ class Pool:
     # Set when the pool cannot take traffic (e.g. an endpointPickerRef naming a missing Service):
     # requests routed here get this message with a 500.
     unusable_reason: str | None = None
+    # The pool's own scheduler (its `kthena.io/scheduler-config` annotation, validated by reconcile);
+    # None: the router's scheduler, also when the annotation is invalid (`scheduler_error` says why).
+    scheduler_config: SchedulerConfig | None = None
+    scheduler_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

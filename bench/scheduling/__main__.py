@@ -143,7 +143,12 @@ async def run(args: argparse.Namespace, system_log) -> int:
         workdir = Path(tmp)
         for workload in workloads:
             rates = [round(workload.nominal_rate * m, 2) for m in multiples]
-            traces = {rate: build_trace(workload, rate, duration, args.seed) for rate in rates}
+            cell_duration = max(duration, workload.min_duration)
+            cell_drain = max(drain, workload.min_drain)
+            if (cell_duration, cell_drain) != (duration, drain):
+                notes.append(f"{workload.name}: {cell_duration:g} s of arrivals and up to {cell_drain:g} s of "
+                             "drain per cell (it needs time to saturate the fleet).")
+            traces = {rate: build_trace(workload, rate, cell_duration, args.seed) for rate in rates}
             for system in systems:
                 if time.monotonic() - started > budget:
                     skipped.append(f"{workload.name} / {system.name}")
@@ -155,8 +160,8 @@ async def run(args: argparse.Namespace, system_log) -> int:
                     )
                     try:
                         for rate in rates:
-                            results, wall = await run_trace(running.base, traces[rate], drain)
-                            cell = summarize(workload.name, system.name, rate, duration, results)
+                            results, wall = await run_trace(running.base, traces[rate], cell_drain)
+                            cell = summarize(workload.name, system.name, rate, cell_duration, results)
                             cells.append(cell)
                             log.warning(
                                 "%-13s %-24s %5.1f req/s: p90 TTFT %.2fs, %4.0f tok/s, SLO %3.0f%%, "

@@ -10,7 +10,7 @@ late (shed requests are reported as the shed share instead).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench.scheduling.client import Result
@@ -44,6 +44,8 @@ class Cell:
     goodput: float
     attainment: float
     critical_ttft_p90: float  # priorities workload: the critical class only (nan elsewhere)
+    # Per priority class (workloads with InferenceObjectives): offered, ok, shed, cut off, TTFT p50/p90.
+    classes: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def meets_slo(self) -> bool:
@@ -85,6 +87,19 @@ def summarize(workload: str, system: str, rate: float, duration: float, results:
     good = sum(1 for r in results if _good(r))
     critical = [r.ttft if r.outcome == "ok" else math.inf for r in served if r.klass == "critical"]
     n = len(results)
+    classes: dict[str, dict[str, float]] = {}
+    for klass in sorted({r.klass for r in results if r.klass}):
+        mine = [r for r in results if r.klass == klass]
+        ttft = [r.ttft if r.outcome == "ok" else math.inf for r in mine if r.outcome in ("ok", "timeout")]
+        classes[klass] = {
+            "offered": len(mine),
+            "ok": sum(1 for r in mine if r.outcome == "ok"),
+            "shed": sum(1 for r in mine if r.outcome == "shed"),
+            "timeouts": sum(1 for r in mine if r.outcome == "timeout"),
+            "errors": sum(1 for r in mine if r.outcome == "error"),
+            "ttft_p50": percentile(ttft, 0.5),
+            "ttft_p90": percentile(ttft, 0.9),
+        }
     return Cell(
         workload=workload,
         system=system,
@@ -103,6 +118,7 @@ def summarize(workload: str, system: str, rate: float, duration: float, results:
         goodput=good / duration,
         attainment=good / n if n else math.nan,
         critical_ttft_p90=percentile(critical, 0.9),
+        classes=classes,
     )
 
 
@@ -172,6 +188,24 @@ def table(cells: list[Cell]) -> list[str]:
 _ORDER = tuple(s.name for s in all_systems())
 
 
+def class_table(cells: list[Cell]) -> list[str]:
+    """Per priority class: what was served, refused and cut off, and the TTFT of the served."""
+    order = {"critical": 0, "standard": 1, "sheddable": 2}
+    out = [
+        "| rate (req/s) | system | class | offered | served | shed (429/503) | cut off at drain | "
+        "TTFT p50 / p90 (s) |",
+        "|---:|---|---|---:|---:|---:|---:|---|",
+    ]
+    for c in sorted(cells, key=lambda c: (c.rate, _order(c.system))):
+        for klass in sorted(c.classes, key=lambda k: order.get(k, 9)):
+            k = c.classes[klass]
+            out.append(
+                f"| {c.rate:g} | {c.system} | {klass} | {k['offered']:.0f} | {k['ok']:.0f} | {k['shed']:.0f} | "
+                f"{k['timeouts']:.0f} | {_s(k['ttft_p50'])} / {_s(k['ttft_p90'])} |"
+            )
+    return out
+
+
 def _order(system: str) -> int:
     return _ORDER.index(system) if system in _ORDER else len(_ORDER)
 
@@ -224,8 +258,10 @@ def write_results(
         if workload in plots:
             body += [f"![{workload}]({plots[workload]})", ""]
         body += table(mine)
+        if any(c.classes for c in mine):
+            body += ["", "Per priority class:", "", *class_table(mine)]
         critical = [c for c in mine if not math.isnan(c.critical_ttft_p90)]
-        if critical:
+        if critical and not any(c.classes for c in mine):
             body += [
                 "",
                 "Critical-class p90 TTFT (s): "

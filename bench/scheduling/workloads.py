@@ -43,6 +43,10 @@ class Workload:
     title: str
     nominal_rate: float  # req/s the fleet roughly sustains with a good picker; cells scale it
     make: Callable[[random.Random, int], list[tuple[str, bytes, dict[str, str], str]]]
+    # Cells of this workload last at least this long (seconds of arrivals, then of drain): overload needs
+    # time for the servers' queues to build up before anything is shed.
+    min_duration: float = 0.0
+    min_drain: float = 0.0
 
 
 def _words(rng: random.Random, n: int) -> str:
@@ -133,6 +137,21 @@ def priorities(rng: random.Random, n: int) -> list[tuple[str, bytes, dict[str, s
     return out
 
 
+def overload(rng: random.Random, n: int) -> list[tuple[str, bytes, dict[str, str], str]]:
+    """The priorities mix with long answers (96 tokens), offered beyond what the fleet can serve.
+
+    The fleet finishes roughly 14 such requests a second, so every rate of this workload saturates it
+    (every server holds more than the saturation threshold of waiting requests): sheddable requests
+    should be refused with 429 and the rest queue in the router, critical first.
+    """
+    out = []
+    for _ in range(n):
+        klass = rng.choices(("critical", "standard", "sheddable"), weights=(2, 5, 3))[0]
+        messages = [{"role": "user", "content": _words(rng, 100)}]
+        out.append((CHAT, _chat(messages, 96), {OBJECTIVE_HEADER: klass}, klass))
+    return out
+
+
 WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in (
@@ -152,6 +171,14 @@ WORKLOADS: dict[str, Workload] = {
             "Mixed priorities (critical / standard / sheddable, 300-token prompts)",
             28.0,
             priorities,
+        ),
+        Workload(
+            "overload",
+            "Overload with priorities (critical / standard / sheddable, 96-token answers, 2-5x capacity)",
+            50.0,
+            overload,
+            min_duration=8.0,
+            min_drain=15.0,
         ),
     )
 }

@@ -1,5 +1,9 @@
 """InferencePool: `inference.networking.k8s.io/v1`, and `inference.networking.x-k8s.io/v1alpha2` read into
-the same type (flat `selector`, `targetPortNumber`, `extensionRef`)."""
+the same type (flat `selector`, `targetPortNumber`, `extensionRef`).
+
+The annotation `kthena.io/scheduler-config` is kept as text: reconcile validates it, so a bad one makes the
+pool fall back to the router's scheduler (with a status condition saying why) instead of rejecting the pool.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from typing import Any, Literal
 from kthena_router.api.meta import FieldReader, LabelSelector, Metadata, parse_metadata
 
 MAX_TARGET_PORTS = 8
+# Inline scheduler YAML in the shape of --scheduler-config, overriding the router's scheduler for this pool.
+SCHEDULER_CONFIG_ANNOTATION = "kthena.io/scheduler-config"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +37,11 @@ class InferencePool:
     api_version: str
 
     kind = "InferencePool"
+
+    @property
+    def scheduler_config(self) -> str | None:
+        """The text of the `kthena.io/scheduler-config` annotation, None when absent."""
+        return self.meta.annotations.get(SCHEDULER_CONFIG_ANNOTATION)
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> InferencePool:

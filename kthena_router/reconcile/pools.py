@@ -2,6 +2,12 @@
 
 Reconcile may run every second with thousands of pods, so pods are indexed once per run by namespace and
 label pair; a pool looks up its rarest selector label instead of scanning every pod. Pure: no I/O.
+
+A pool's `kthena.io/scheduler-config` annotation is parsed and validated here, once per reconcile, into
+`Pool.scheduler_config`. An invalid one leaves the pool on the router's scheduler: the pool still serves,
+so `Accepted` stays True, and the implementation-specific condition `kthena.io/SchedulerConfig` (False,
+reason `Invalid`, the YAML path at fault in the message) says what was ignored. A valid one shows as that
+condition True with reason `Applied`; pools without the annotation get no such condition.
 """
 
 from __future__ import annotations
@@ -10,13 +16,19 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kthena_router.api.core import Pod
-from kthena_router.api.inferencepool import InferencePool
-from kthena_router.api.meta import GATEWAY_GROUP, ObjectRef
+from kthena_router.api.inferencepool import SCHEDULER_CONFIG_ANNOTATION, InferencePool
+from kthena_router.api.meta import GATEWAY_GROUP, Condition, ObjectRef
 from kthena_router.reconcile import status as st
 from kthena_router.resources import ReconcileOptions, Resources
+from kthena_router.scheduling.config import SchedulerConfig, describe_config, parse_scheduler_text
+from kthena_router.scheduling.framework import ConfigError
 from kthena_router.snapshot import Endpoint, EndpointKey, Pool
 
 EPP_NOT_USED = "endpointPickerRef is not used: kthena-router picks endpoints itself"
+# Implementation-specific (domain-prefixed) condition on each parent entry of an annotated pool.
+SCHEDULER_CONDITION = "kthena.io/SchedulerConfig"
+R_SCHEDULER_APPLIED = "Applied"
+R_SCHEDULER_INVALID = "Invalid"
 
 
 class PodIndex:
@@ -61,6 +73,31 @@ def missing_extension_ref(pool: InferencePool, resources: Resources, options: Re
     return None
 
 
+def pool_scheduler(pool: InferencePool) -> tuple[SchedulerConfig | None, str | None]:
+    """The pool's own scheduler configuration from its annotation, or why it cannot be used.
+
+    (None, None) without the annotation; (config, None) when valid; (None, message) when not."""
+    text = pool.scheduler_config
+    if text is None:
+        return None, None
+    try:
+        return parse_scheduler_text(text, f"annotation {SCHEDULER_CONFIG_ANNOTATION}"), None
+    except ConfigError as exc:
+        return None, str(exc)
+
+
+def scheduler_condition(pool: InferencePool, generation: int) -> Condition | None:
+    config, error = pool_scheduler(pool)
+    if error is not None:
+        return st.condition(SCHEDULER_CONDITION, False, R_SCHEDULER_INVALID,
+                            f"{error}; the pool uses the router's scheduler", generation)
+    if config is not None:
+        return st.condition(SCHEDULER_CONDITION, True, R_SCHEDULER_APPLIED,
+                            f"scheduler from annotation {SCHEDULER_CONFIG_ANNOTATION}: {describe_config(config)}",
+                            generation)
+    return None
+
+
 def build_pools(resources: Resources, options: ReconcileOptions | None = None) -> dict[ObjectRef, Pool]:
     index = PodIndex(resources.pods.values())
     return {ref: _pool(resources.pools[ref], index, missing_extension_ref(resources.pools[ref], resources, options))
@@ -75,7 +112,8 @@ def _pool(pool: InferencePool, index: PodIndex, unusable_reason: str | None) -> 
         host = f"[{ip}]" if ":" in ip else ip
         endpoints.extend(Endpoint(EndpointKey(ip, port), pod.meta.ref, pod.engine, f"{host}:{port}")
                          for port in ports)
-    return Pool(pool.meta.ref, tuple(endpoints), pool.app_protocol, unusable_reason)
+    config, error = pool_scheduler(pool)
+    return Pool(pool.meta.ref, tuple(endpoints), pool.app_protocol, unusable_reason, config, error)
 
 
 def pool_statuses(resources: Resources, parents: Mapping[ObjectRef, set[ObjectRef]],
@@ -94,6 +132,7 @@ def pool_statuses(resources: Resources, parents: Mapping[ObjectRef, set[ObjectRe
         note = EPP_NOT_USED if pool.endpoint_picker_ref is not None else ""
         resolved = st.condition(st.RESOLVED_REFS, True, st.R_RESOLVED_REFS, note, gen) if missing is None \
             else st.condition(st.RESOLVED_REFS, False, st.R_INVALID_EXTENSION_REF, missing, gen)
+        scheduler = scheduler_condition(pool, gen) if parents.get(ref) else None
         out[ref] = {"parents": [
             {
                 "parentRef": {"group": GATEWAY_GROUP, "kind": "Gateway", "namespace": gw.namespace,
@@ -102,6 +141,7 @@ def pool_statuses(resources: Resources, parents: Mapping[ObjectRef, set[ObjectRe
                 "conditions": st.conditions(
                     st.condition(st.ACCEPTED, True, st.R_ACCEPTED, "", gen),
                     resolved,
+                    *((scheduler,) if scheduler is not None else ()),
                 ),
             }
             for gw in sorted(parents.get(ref, ()))

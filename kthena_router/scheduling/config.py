@@ -18,6 +18,10 @@ Every problem (unknown plugin, a plugin used in a role it lacks, bad or unknown 
 unknown key under `scheduler`) raises `ConfigError` naming the YAML path, so a bad file stops the router at
 start instead of being half-applied. A file (or `scheduler` section) that enables no filter and no scorer
 gives `DEFAULT_SCHEDULER`, never an empty pipeline. Other top-level sections (kthena's `auth`) are ignored.
+
+The same shape overrides the scheduler of one InferencePool (`parse_scheduler_text`, called by reconcile
+for the pool's `kthena.io/scheduler-config` annotation): parsing is pure (no logging, no I/O), and there
+the `scheduler` section is required, since a document without one is a mistake rather than a default.
 """
 
 from __future__ import annotations
@@ -70,17 +74,30 @@ def load_scheduler_config(path: str | Path | None) -> SchedulerConfig:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(name, f"not valid YAML: {exc}") from None
-    return parse_scheduler_config(raw, name)
+    config = parse_scheduler_config(raw, name)
+    log.info("%s: scheduler pipeline %s", name, describe_config(config))
+    return config
 
 
-def parse_scheduler_config(raw: Any, source: str = "scheduler-config") -> SchedulerConfig:
+def parse_scheduler_text(text: str, source: str) -> SchedulerConfig:
+    """A scheduler configuration from YAML text that must contain a `scheduler` section. Raises ConfigError."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, f"not valid YAML: {_one_line(exc)}") from None
+    return parse_scheduler_config(raw, source, require_section=True)
+
+
+def parse_scheduler_config(raw: Any, source: str = "scheduler-config", *,
+                           require_section: bool = False) -> SchedulerConfig:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(source, "must be a mapping with a `scheduler` section")
     section = raw.get("scheduler")
     if section is None:
-        log.info("%s has no scheduler section: using the default pipeline", source)
+        if require_section:
+            raise ConfigError(source, "must be a mapping with a `scheduler` section")
         return DEFAULT_SCHEDULER
     base = f"{source}: scheduler"
     if not isinstance(section, dict):
@@ -160,10 +177,19 @@ def parse_scheduler_config(raw: Any, source: str = "scheduler-config") -> Schedu
     picker = section.get("picker", "max-score")
     if picker not in PICKERS:
         raise ConfigError(f"{base}.picker", f"unknown picker {picker!r} (known: {', '.join(sorted(PICKERS))})")
-    if not filters and not scorers:
-        log.info("%s enables no filter and no scorer: using the default pipeline", source)
+    if not filters and not scorers:  # no filter and no scorer enabled: the default pipeline
         return SchedulerConfig(scorers=DEFAULT_SCHEDULER.scorers, args=args, picker=picker)
     return SchedulerConfig(tuple(filters), tuple(scorers), args, picker)
+
+
+def describe_config(config: SchedulerConfig) -> str:
+    """One line for logs and status messages: `filters [..], scorers a=2 b=1, picker max-score`."""
+    scorers = " ".join(f"{name}={weight:g}" for name, weight in config.scorers) or "none"
+    return f"filters [{', '.join(config.filters)}], scorers {scorers}, picker {config.picker}"
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
 
 
 def _canonical(name: Any, where: str) -> str:

@@ -46,11 +46,12 @@ class Context:
     `now` is `time.monotonic()` of the current pick (for freshness checks). `prompt_hashes` is filled by
     the prefix-cache plugin the first time it needs them, so retries and `on_served` do not hash again.
     `fresh(endpoints)` is the scraped state of each candidate, None where unknown or stale, computed once
-    per candidate list and shared by every plugin of the pick.
+    per candidate list and shared by every plugin of the pick. `owner` is the scheduler that made the
+    first pick: retries and feedback go to it, even if the pool's scheduler changed meanwhile.
     """
 
-    __slots__ = ("model", "payload", "headers", "now", "prompt_hashes", "endpoint", "states", "_view_of",
-                 "_view")
+    __slots__ = ("model", "payload", "headers", "now", "prompt_hashes", "endpoint", "states", "owner",
+                 "_view_of", "_view")
 
     def __init__(self, model: str | None, payload: dict | None, headers: Mapping[str, str] | None,
                  now: float, states: EndpointStates | None = None) -> None:
@@ -61,6 +62,7 @@ class Context:
         self.prompt_hashes: list[int] | None = None
         self.endpoint: Endpoint | None = None  # the last pick
         self.states = states
+        self.owner: Any = None
         self._view_of: list[Endpoint] | None = None
         self._view: list[EndpointState | None] = []
 

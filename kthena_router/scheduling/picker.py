@@ -2,13 +2,14 @@
 
 The proxy owns the in-flight counts (`InFlight`): it increments them synchronously when it dispatches a
 request and decrements them when the response ends, so a burst between two decisions is spread at once.
-Pickers only read them.
+Pickers only read them. `on_busy` is told when an endpoint goes from none to one request in flight (the
+scraper then reads an endpoint it was reading slowly while idle at once).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
 from kthena_router.snapshot import Endpoint, EndpointKey, Pool
@@ -17,13 +18,17 @@ from kthena_router.snapshot import Endpoint, EndpointKey, Pool
 class InFlight:
     """Requests currently dispatched to each endpoint, counted by this process."""
 
-    __slots__ = ("counts",)
+    __slots__ = ("counts", "on_busy")
 
     def __init__(self) -> None:
         self.counts: dict[EndpointKey, int] = {}
+        self.on_busy: Callable[[EndpointKey], None] | None = None
 
     def acquire(self, key: EndpointKey) -> None:
-        self.counts[key] = self.counts.get(key, 0) + 1
+        count = self.counts.get(key, 0) + 1
+        self.counts[key] = count
+        if count == 1 and self.on_busy is not None:
+            self.on_busy(key)
 
     def release(self, key: EndpointKey) -> None:
         left = self.counts.get(key, 0) - 1

@@ -221,9 +221,60 @@ async def test_streamed_responses_feed_the_router_measured_latency(tmp_path, pod
                                     json={"model": MODEL, "prompt": "hi", "max_tokens": 4, "stream": True}) as r:
                 assert r.status == 200
                 await r.read()
-        plugin = router.app.scheduler.scorers[0].plugin
+        plugin = router.app.scheduler.default.scorers[0].plugin
         assert len(plugin.measured) == 1
         ttft, tpot = next(iter(plugin.measured.values()))
         assert ttft > 0 and tpot > 0
+    finally:
+        await router.app.shutdown()
+
+
+TWO_POOL_ROUTE = """apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: demo, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /rr}}]
+    filters:
+    - type: URLRewrite
+      urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}
+    backendRefs: [{group: inference.networking.k8s.io, kind: InferencePool, name: rr}]
+  - backendRefs: [{group: inference.networking.k8s.io, kind: InferencePool, name: demo}]
+"""
+ROUND_ROBIN_POOL = """apiVersion: inference.networking.k8s.io/v1
+kind: InferencePool
+metadata:
+  name: rr
+  namespace: default
+  annotations:
+    kthena.io/scheduler-config: |
+      scheduler:
+        plugins: {Score: {enabled: [round-robin]}}
+spec:
+  selector: {matchLabels: {app: demo}}
+  targetPorts: [{number: %d}]
+"""
+
+
+async def test_a_pool_annotated_with_round_robin_alternates_while_its_neighbour_avoids_the_queue(
+        tmp_path, pod_port, busy_and_idle):
+    port = free_port()
+    write_manifests(tmp_path, "config.yaml", gateway("gw", port), pool("demo", pod_port, LABELS),
+                    ROUND_ROBIN_POOL % pod_port, TWO_POOL_ROUTE,
+                    *(pod(f"demo-{i}", ip, LABELS) for i, ip in enumerate(POD_IPS[:2])))
+    router = await start_router(tmp_path, port=port)
+    try:
+        states = router.app.endpoint_states
+        await router.wait_for(lambda app: len(states.by_key) == 2 and all(s.metered for s in states.by_key.values()))
+        async with aiohttp.ClientSession() as session:
+            plain = Counter([(await complete(session, router.url, f"plain {n}"))[1] for n in range(20)])
+            turns = Counter([(await complete(session, router.url + "/rr", f"rr {n}"))[1] for n in range(20)])
+        busy, idle = (f"{ip}:{pod_port}" for ip in POD_IPS[:2])
+        assert plain[idle] >= 19, plain
+        assert turns == {busy: 10, idle: 10}, turns
+        status = router.app.state.statuses["inferencepools"]["default/rr"]["parents"][0]["conditions"][-1]
+        assert (status["type"], status["status"], status["reason"]) == ("kthena.io/SchedulerConfig", "True", "Applied")
+        assert router.app.scheduler.describe()["pools"]["default/rr"]["scorers"] == {"round-robin": 1.0}
     finally:
         await router.app.shutdown()

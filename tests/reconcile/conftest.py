@@ -18,6 +18,7 @@ import yaml
 from kthena_router.api import parse_resource
 from kthena_router.reconcile import ReconcileResult
 from kthena_router.resources import ReconcileOptions, Resources, ResourceStore
+from kthena_router.scheduling.config import describe_config
 from kthena_router.snapshot import ListenerRoutes, Snapshot
 
 CASES = Path(__file__).parent / "cases"
@@ -72,6 +73,10 @@ def summarize(snapshot: Snapshot) -> dict[str, Any]:
         }
         if pool.unusable_reason is not None:
             pools[str(ref)]["unusableReason"] = pool.unusable_reason
+        if pool.scheduler_config is not None:
+            pools[str(ref)]["scheduler"] = describe_config(pool.scheduler_config)
+        if pool.scheduler_error is not None:
+            pools[str(ref)]["schedulerError"] = pool.scheduler_error
     out: dict[str, Any] = {"ports": ports, "pools": pools}
     if snapshot.objectives:
         out["objectives"] = {str(ref): {"pool": pool, "priority": priority}

@@ -41,6 +41,13 @@ def test_v1_and_v1alpha2_pools_parse_to_the_same_type():
     assert v1.endpoint_picker_ref is None
 
 
+def test_a_pool_scheduler_annotation_is_kept_as_text_for_reconcile_to_validate():
+    raw = yaml.safe_load(POOL_V1)
+    raw["metadata"]["annotations"] = {"kthena.io/scheduler-config": "not: [valid"}
+    assert _parse(yaml.safe_dump(raw)).scheduler_config == "not: [valid"
+    assert _parse(POOL_V1).scheduler_config is None
+
+
 @pytest.mark.parametrize("patch, field", [
     ({"targetPorts": [{"number": 8000}, {"number": 8000}]}, "spec.targetPorts[1].number"),
     ({"targetPorts": [{"number": p} for p in range(8000, 8009)]}, "spec.targetPorts"),

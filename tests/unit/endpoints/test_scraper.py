@@ -1,5 +1,6 @@
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -7,6 +8,7 @@ from aiohttp import web
 from kthena_router.api.meta import ObjectRef
 from kthena_router.endpoints.scraper import Scraper
 from kthena_router.endpoints.state import EndpointStates
+from kthena_router.scheduling.picker import InFlight
 from kthena_router.sim import SimConfig, start_simulator
 from kthena_router.snapshot import Endpoint, EndpointKey
 
@@ -122,4 +124,143 @@ async def test_an_unreachable_endpoint_does_not_block_close():
     state = states.get(EndpointKey("127.0.0.9", 1))
     await wait_until(lambda: state.failures >= 1)
     async with asyncio.timeout(2):
+        await scraper.close()
+
+
+class MetricsServer:
+    """A /metrics and /v1/models server on loopback whose answers the test changes; counts the GETs."""
+
+    def __init__(self, body: str) -> None:
+        self.body = body
+        self.hits = {"/metrics": 0, "/v1/models": 0}
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def start(self) -> "MetricsServer":
+        async def metrics(request: web.Request) -> web.Response:
+            self.hits["/metrics"] += 1
+            return web.Response(text=self.body)
+
+        async def models(request: web.Request) -> web.Response:
+            self.hits["/v1/models"] += 1
+            return web.json_response({"object": "list", "data": [{"id": "base", "object": "model"}]})
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        app.router.add_get("/v1/models", models)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
+        self.port = self.runner.addresses[0][1]
+        return self
+
+    async def close(self) -> None:
+        assert self.runner is not None
+        await self.runner.cleanup()
+
+
+IDLE = "vllm:num_requests_waiting 0\nvllm:num_requests_running 0\nvllm:kv_cache_usage_perc 0\n"
+BUSY = "vllm:num_requests_waiting 3\nvllm:num_requests_running 8\nvllm:kv_cache_usage_perc 0.5\n"
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture
+async def server():
+    srv = await MetricsServer(IDLE).start()
+    yield srv
+    await srv.close()
+
+
+async def test_a_quiet_endpoint_is_read_ever_less_often_but_stays_fresh(server):
+    states = EndpointStates(stale_after=2.0)
+    scraper = Scraper(states, interval=0.01, max_interval=0.16, models_interval=10)
+    try:
+        scraper.sync([endpoint(server.port)])
+        target = scraper._targets[EndpointKey("127.0.0.1", server.port)]
+        state = target.state
+        await wait_until(lambda: target.delay == 0.16)
+        assert state.fresh(time.monotonic())
+        server.body = BUSY
+        await wait_until(lambda: state.running == 8)
+        assert target.delay == 0.01  # work there: back to the base interval
+        server.body = IDLE
+        await wait_until(lambda: target.delay == 0.16)
+    finally:
+        await scraper.close()
+
+
+async def test_an_endpoint_with_work_is_read_every_interval(server):
+    server.body = BUSY
+    states = EndpointStates(stale_after=2.0)
+    scraper = Scraper(states, interval=0.01, max_interval=0.16, models_interval=10)
+    try:
+        scraper.sync([endpoint(server.port)])
+        target = scraper._targets[EndpointKey("127.0.0.1", server.port)]
+        await wait_until(lambda: target.state.scrapes >= 10)
+        assert target.delay == 0.01
+    finally:
+        await scraper.close()
+
+
+async def test_sending_work_to_a_quiet_endpoint_ends_its_wait_at_once(server):
+    states = EndpointStates(stale_after=2.0)
+    inflight = InFlight()
+    scraper = Scraper(states, interval=0.01, max_interval=5.0, models_interval=10)
+    inflight.on_busy = scraper.wake
+    key = EndpointKey("127.0.0.1", server.port)
+    try:
+        scraper.sync([endpoint(server.port)])
+        target = scraper._targets[key]
+        await wait_until(lambda: target.delay >= 0.32)
+        await wait_until(lambda: target.sleeper is not None)
+        sleeper, scrapes = target.sleeper, target.state.scrapes
+        inflight.acquire(key)
+        assert sleeper.done() and target.delay == 0.01
+        await wait_until(lambda: target.state.scrapes > scrapes)
+        inflight.acquire(key)  # a second request in flight: no more waking
+        inflight.release(key)
+        inflight.release(key)
+    finally:
+        await scraper.close()
+
+
+def test_in_flight_counts_report_only_an_endpoint_going_from_idle_to_busy():
+    inflight = InFlight()
+    busy: list[EndpointKey] = []
+    inflight.on_busy = busy.append
+    a, b = EndpointKey("10.0.0.1", 8000), EndpointKey("10.0.0.2", 8000)
+    inflight.acquire(a)
+    inflight.acquire(a)
+    inflight.acquire(b)
+    inflight.release(a)
+    inflight.release(a)
+    inflight.acquire(a)
+    assert busy == [a, b, a]
+
+
+async def test_an_unchanged_model_list_is_read_less_often(server):
+    states = EndpointStates(stale_after=2.0)
+    scraper = Scraper(states, interval=0.01, max_interval=0.01, models_interval=0.02)
+    try:
+        scraper.sync([endpoint(server.port)])
+        target = scraper._targets[EndpointKey("127.0.0.1", server.port)]
+        await wait_until(lambda: target.models_delay == 0.02 * 5)
+        assert target.state.models == {"base"}
+    finally:
+        await scraper.close()
+
+
+async def test_latency_histograms_are_read_only_when_asked(server):
+    server.body = (DATA / "vllm_v1.txt").read_text()
+    states = EndpointStates(stale_after=2.0)
+    scraper = Scraper(states, interval=0.01, models_interval=10, read_latency=False)
+    try:
+        scraper.sync([endpoint(server.port)])
+        state = states.get(EndpointKey("127.0.0.1", server.port))
+        await wait_until(lambda: state.scrapes >= 2)
+        assert (state.ttft, state.tpot) == (0.0, 0.0)
+        assert state.running == 12.0
+        scraper.read_latency = True
+        await wait_until(lambda: state.ttft > 0 and state.tpot > 0)
+    finally:
         await scraper.close()
