@@ -42,9 +42,10 @@ PEER_BIN = BENCH / ".venv-peers" / "bin" / "vllm-router"
 # What the routers under test print (warnings and errors), for a look after a surprising cell.
 SYSTEMS_LOG = Path(tempfile.gettempdir()) / "kthena-bench-scheduling-systems.log"
 
-FULL = {"duration": 3.0, "drain": 5.0, "rates": (0.6, 1.0, 1.4), "budget": 1100.0}
+FULL = {"duration": 3.0, "drain": 5.0, "rates": (0.6, 1.0, 1.4), "budget": 1700.0}
 QUICK = {"duration": 2.0, "drain": 4.0, "rates": (0.6, 1.2), "budget": 170.0}
 QUICK_SYSTEMS = ("default", "round-robin", "vllm-router cache_aware")
+COMPARISON = ("default", "round-robin")  # and every vllm-router policy
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -147,9 +148,12 @@ async def run(args: argparse.Namespace, system_log) -> int:
             cell_drain = max(drain, workload.min_drain)
             if (cell_duration, cell_drain) != (duration, drain):
                 notes.append(f"{workload.name}: {cell_duration:g} s of arrivals and up to {cell_drain:g} s of "
-                             "drain per cell (it needs time to saturate the fleet).")
+                             "drain per cell (it needs time to saturate the fleet)"
+                             + ("; run by the compared systems only." if workload.comparison_only else "."))
             traces = {rate: build_trace(workload, rate, cell_duration, args.seed) for rate in rates}
             for system in systems:
+                if workload.comparison_only and system.name not in COMPARISON and system.kind != "peer":
+                    continue
                 if time.monotonic() - started > budget:
                     skipped.append(f"{workload.name} / {system.name}")
                     continue
