@@ -128,6 +128,7 @@ class RouterApp:
             settings.outlier_consecutive_failures, settings.outlier_base_ejection,
             settings.outlier_max_ejection_percent,
             on_change=lambda key, ejected: self.metrics.endpoint_ejected(_address(key), ejected))
+        self.metrics.refreshers.append(self.outliers.expire)
         self.auth = Authenticator.from_settings(settings)  # a bad --api-keys-file fails here
         self.scraper = Scraper(self.endpoint_states, interval=settings.scrape_interval,
                                on_update=self.admission.poll, read_latency=self.scheduler.reads_latency)

@@ -2,7 +2,8 @@
 
 The proxy calls `downstream_started`/`downstream_finished` and `upstream_started`/`upstream_finished` around
 each request and each upstream attempt, and `request_done` once per finished request with its `RequestRecord`;
-`/metrics` calls `render`. Nothing here logs or does I/O (bar the process collector reading /proc during a
+`/metrics` calls `render`, which first runs the `refreshers` (callbacks that bring a gauge up to date when it is
+read, such as ending outlier ejections whose time is up). Nothing here logs or does I/O (bar the process collector reading /proc during a
 scrape), and the only clock read is `perf_counter` for a record without `t_end`.
 
 Label values are bounded: a client chooses the model name and the path, so both go through `model_label` and
@@ -12,8 +13,8 @@ series of an endpoint that left it.
 Storage is our own rather than prometheus_client's metric objects: a counter is a slotted cell with a `value`,
 a histogram a list of per-bucket counts found with `bisect`. An `observe` costs about a fifth of
 prometheus_client's (no lock, no linear bucket scan) and the families are built only when scraped. The event
-loop is the only writer; `render` may run in another thread, since it copies each dict before walking it and
-derives a histogram's count from its own bucket counts. prometheus_client still does the exposition
+loop is the only writer, and `render` runs on it too (its refreshers touch the router's state); collecting
+copies each dict before walking it and derives a histogram's count from its own bucket counts. prometheus_client still does the exposition
 (text 0.0.4 or OpenMetrics) and the process, platform and GC collectors.
 """
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import choose_encoder
@@ -339,6 +340,7 @@ class RouterMetrics:
         self._downstream_by_model: dict[str, _Cell] = {}
         self._upstream_by_key: dict[tuple[str, str, str], _Upstream] = {}
         self._plugin_by_key: dict[tuple[str, str, str], _Hist] = {}
+        self.refreshers: list[Callable[[], None]] = []  # run before each exposition
 
         self._f = _Families()
         self._active = self._f.active.child(())
@@ -486,6 +488,8 @@ class RouterMetrics:
 
     def render(self, accept: str | None = None) -> tuple[bytes, str]:
         """The exposition body and its content type: OpenMetrics if `accept` asks for it, else text 0.0.4."""
+        for refresh in self.refreshers:
+            refresh()
         encoder, content_type = choose_encoder(accept or "")
         return encoder(self.registry), content_type
 

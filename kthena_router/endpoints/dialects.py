@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from kthena_router.endpoints.state import NO_LORA, LoraInfo
 
@@ -179,8 +180,15 @@ def parse_metrics(text: str, dialect: Dialect) -> Parsed:
         kv_usage=kv_usage,
         ttft=ttft,
         tpot=tpot,
-        lora=_lora_info(parse_labels(lora_labels)) if seen[_LORA] else None,
+        lora=lora_info_of(lora_labels) if seen[_LORA] else None,
     )
+
+
+@lru_cache(maxsize=256)
+def lora_info_of(labels: str) -> LoraInfo:
+    """The LoRA state in the label text of a `lora_requests_info` series. Cached: a fleet's servers report
+    a handful of distinct adapter sets, and the same text comes back scrape after scrape."""
+    return _lora_info(parse_labels(labels))
 
 
 def _lora_info(labels: dict[str, str]) -> LoraInfo:

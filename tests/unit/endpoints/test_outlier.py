@@ -10,6 +10,7 @@ from kthena_router import errors
 from kthena_router.api.meta import ObjectRef
 from kthena_router.endpoints.outlier import OutlierDetector
 from kthena_router.endpoints.state import EndpointStates
+from kthena_router.metrics import RouterMetrics
 from kthena_router.scheduling.config import SchedulerConfig
 from kthena_router.scheduling.picker import InFlight, PickRequest
 from kthena_router.scheduling.scheduler import Scheduler
@@ -234,3 +235,32 @@ def test_an_ejection_does_not_turn_an_overloaded_pool_into_a_502():
     d.failure(KEYS[0])
     with pytest.raises(errors.Overloaded):
         sched.pick(two, PickRequest("m", None, {}), d.excluded(two, []))
+
+
+def test_expire_ends_ejections_whose_time_is_up_without_a_pick():
+    d, clock, changes = detector(failures=1, base=10.0)
+    a, b = KEYS[0], KEYS[1]
+    d.failure(a)
+    clock.now += 5
+    d.failure(b)
+    clock.now += 5  # a's ten seconds are up, b has five left
+    d.expire()
+    assert changes == [(a, True), (b, True), (a, False)]
+    d.expire()
+    assert changes[-1] == (a, False) and len(changes) == 3
+    clock.now += 5
+    d.expire()
+    assert changes[-1] == (b, False) and d.ejected_keys() == []
+
+
+def test_the_ejected_gauge_reads_0_once_the_time_is_up_even_if_nothing_picks():
+    metrics = RouterMetrics()
+    clock = Clock()
+    d = OutlierDetector(1, 10.0, 50, clock=clock,
+                        on_change=lambda k, e: metrics.endpoint_ejected(f"{k.ip}:{k.port}", e))
+    metrics.refreshers.append(d.expire)
+    d.failure(KEYS[0])
+    series = f'kthena_router_endpoint_ejected{{endpoint="{KEYS[0].ip}:{KEYS[0].port}"}}'
+    assert f"{series} 1.0" in metrics.render()[0].decode()
+    clock.now += 10
+    assert f"{series} 0.0" in metrics.render()[0].decode()
