@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--merge",
         action="store_true",
-        help="keep the previous run's results (results/scheduling.json) for workloads not run now",
+        help="keep the earlier results (results/scheduling.json) of the (workload, system) pairs not run now",
     )
     p.add_argument(
         "--max-load",
@@ -152,7 +152,10 @@ async def run(args: argparse.Namespace, system_log) -> int:
                              + ("; run by the compared systems only." if workload.comparison_only else "."))
             traces = {rate: build_trace(workload, rate, cell_duration, args.seed) for rate in rates}
             for system in systems:
-                if workload.comparison_only and system.name not in COMPARISON and system.kind != "peer":
+                if system.only_for:
+                    if workload.name not in system.only_for:
+                        continue
+                elif workload.comparison_only and system.name not in COMPARISON and system.kind != "peer":
                     continue
                 if time.monotonic() - started > budget:
                     skipped.append(f"{workload.name} / {system.name}")
@@ -188,16 +191,17 @@ async def run(args: argparse.Namespace, system_log) -> int:
                     fleet.stop()
                 raw_path.write_text(json.dumps([c.to_dict() for c in cells], indent=1))
     elapsed = time.monotonic() - started
-    run_now = {w.name for w in workloads}
+    run_now = {(c.workload, c.system) for c in cells}
     if args.merge and previous:
-        kept = [c for c in previous if c.workload not in run_now]
+        kept = [c for c in previous if (c.workload, c.system) not in run_now]
         cells = kept + cells
-        workloads = [
-            w for w in WORKLOADS.values() if w.name in run_now or any(c.workload == w.name for c in kept)
-        ]
+        present = {c.workload for c in cells}
+        workloads = [w for w in WORKLOADS.values() if w.name in present]
+        pairs = sorted(run_now)
+        ran = ", ".join(f"{w} / {s}" for w, s in pairs[:8]) + (f" and {len(pairs) - 8} more" if len(pairs) > 8 else "")
         notes.append(
-            f"Workloads {', '.join(sorted({c.workload for c in kept}))} are from the previous run "
-            "(`--merge`), with the same fleet and settings unless stated otherwise above."
+            f"This invocation ran {ran or 'nothing'}; every other cell is from earlier runs (`--merge`), with "
+            "the same fleet and settings unless stated otherwise above."
         )
         raw_path.write_text(json.dumps([c.to_dict() for c in cells], indent=1))
 

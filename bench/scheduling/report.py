@@ -216,15 +216,21 @@ def plot(workload: str, title: str, cells: list[Cell], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
-    panels = (
+    panels = [
         ("p90 TTFT (s)", lambda c: c.ttft_p90, True),
         ("goodput (req/s within SLO)", lambda c: c.goodput, False),
         ("output tokens/s", lambda c: c.tokens_per_s, False),
         ("shed share", lambda c: c.shed / c.offered if c.offered else 0.0, False),
-    )
+    ]
+    if any("critical" in c.classes for c in cells):  # overall p90 can be ∞ for all; the critical class shows
+        panels.insert(1, ("critical-class p90 TTFT (s)",
+                          lambda c: c.classes["critical"]["ttft_p90"] if "critical" in c.classes else math.nan, True))
+    columns = (len(panels) + 1) // 2
+    fig, axes = plt.subplots(2, columns, figsize=(6 * columns, 8), squeeze=False)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
     systems = sorted({c.system for c in cells}, key=_order)
-    for ax, (label, get, log_scale) in zip(axes.flat, panels, strict=True):
+    for ax, (label, get, log_scale) in zip(axes.flat, panels, strict=False):
         for index, system in enumerate(systems):
             points = sorted((c.rate, get(c)) for c in cells if c.system == system)
             xs = [x for x, y in points if math.isfinite(y)]

@@ -47,6 +47,8 @@ class System:
     kind: str  # "ours" or "peer"
     plugin: str | None = None  # ours: the single Score plugin; None = the default pipeline
     policy: str | None = None  # peer: vllm-router --policy
+    router_args: tuple[str, ...] = ()  # ours: more command-line flags
+    only_for: tuple[str, ...] = ()  # workloads it runs in; empty: every workload
 
 
 def scheduler_available() -> bool:
@@ -58,6 +60,9 @@ def all_systems() -> list[System]:
     systems = [System("default", "ours")]
     systems += [System(name, "ours", plugin=name) for name in SINGLE_PLUGINS]
     systems += [System(f"vllm-router {p}", "peer", policy=p) for p in PEER_POLICIES]
+    # The admission trade-off under overload: a shorter server queue before the pool counts as saturated.
+    systems += [System(f"default, queue threshold {n}", "ours", router_args=("--saturation-queue-threshold", n),
+                       only_for=("overload",)) for n in ("1", "0")]
     return systems
 
 
@@ -157,6 +162,7 @@ async def start_system(
             policy = workdir / f"policy-{system.plugin}.yaml"
             write_policy(policy, system.plugin)
             cmd += ["--scheduler-config", str(policy)]
+        cmd += system.router_args
         base = f"http://127.0.0.1:{ROUTER_PORT}"
         ready = "/readyz"
     else:
