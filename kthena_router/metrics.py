@@ -2,9 +2,10 @@
 
 The proxy calls `downstream_started`/`downstream_finished` and `upstream_started`/`upstream_finished` around
 each request and each upstream attempt, and `request_done` once per finished request with its `RequestRecord`;
-`/metrics` calls `render`, which first runs the `refreshers` (callbacks that bring a gauge up to date when it is
-read, such as ending outlier ejections whose time is up). Nothing here logs or does I/O (bar the process collector reading /proc during a
-scrape), and the only clock read is `perf_counter` for a record without `t_end`.
+`/metrics` calls `render`, which first runs the `refreshers` (callbacks that bring a gauge up to date when it
+is read, such as ending outlier ejections whose time is up). Nothing here logs or does I/O (bar the process
+collector reading /proc during a scrape), and the only clock read is `perf_counter` for a record without
+`t_end`.
 
 Label values are bounded: a client chooses the model name and the path, so both go through `model_label` and
 `path_label` before they reach a label. Endpoint labels follow the configuration: `forget_endpoint` drops the
@@ -14,8 +15,9 @@ Storage is our own rather than prometheus_client's metric objects: a counter is 
 a histogram a list of per-bucket counts found with `bisect`. An `observe` costs about a fifth of
 prometheus_client's (no lock, no linear bucket scan) and the families are built only when scraped. The event
 loop is the only writer, and `render` runs on it too (its refreshers touch the router's state); collecting
-copies each dict before walking it and derives a histogram's count from its own bucket counts. prometheus_client still does the exposition
-(text 0.0.4 or OpenMetrics) and the process, platform and GC collectors.
+copies each dict before walking it and derives a histogram's count from its own bucket counts.
+prometheus_client still does the exposition (text 0.0.4 or OpenMetrics) and the process, platform and GC
+collectors.
 """
 
 from __future__ import annotations

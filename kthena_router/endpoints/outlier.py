@@ -141,8 +141,10 @@ class OutlierDetector:
     def expire(self) -> None:
         """End the ejections whose time is up now, reporting each to `on_change` (run before the metrics
         are read, so the ejected gauge drops to 0 on time even while no request picks in that pool)."""
-        if self._ejected and self.clock() >= self._next_end:
-            self._expire(self.clock())
+        if self._ejected:
+            now = self.clock()
+            if now >= self._next_end:
+                self._expire(now)
 
     def is_ejected(self, key: EndpointKey, now: float | None = None) -> bool:
         """Whether `key` is ejected at `now` (default: the clock), before any pool's cap is applied."""
