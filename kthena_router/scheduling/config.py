@@ -35,7 +35,7 @@ import yaml
 
 from kthena_router.scheduling.framework import ConfigError, build_args
 from kthena_router.scheduling.pickers import PICKERS
-from kthena_router.scheduling.registry import ALIASES, PLUGINS, lookup
+from kthena_router.scheduling.registry import ALIASES, NOT_PROVIDED, PLUGINS, lookup
 
 log = logging.getLogger(__name__)
 
@@ -196,5 +196,6 @@ def _canonical(name: Any, where: str) -> str:
     if not isinstance(name, str) or not name:
         raise ConfigError(where, f"must be a plugin name, got {name!r}")
     if lookup(name) is None:
-        raise ConfigError(where, f"unknown plugin {name!r} (known: {', '.join(sorted(PLUGINS))})")
+        hint = f"; {NOT_PROVIDED[name]}" if name in NOT_PROVIDED else ""
+        raise ConfigError(where, f"unknown plugin {name!r} (known: {', '.join(sorted(PLUGINS))}){hint}")
     return ALIASES.get(name, name)

@@ -29,6 +29,11 @@ PLUGINS: dict[str, ModuleType] = {module.NAME: module for module in (
 )}
 # kthena's name for the kv-cache scorer, accepted so its configuration files load unchanged.
 ALIASES: dict[str, str] = {"gpu-usage": "kv-cache"}
+# kthena plugins this router does not have, with what to use instead (said when a file names one).
+NOT_PROVIDED: dict[str, str] = {
+    "kvcache-aware": "kthena's kvcache-aware needs Redis and kthena's runtime sidecar; `prefix-cache` "
+                     "estimates the same affinity from the prompts the router sent",
+}
 
 
 def lookup(name: str) -> ModuleType | None:

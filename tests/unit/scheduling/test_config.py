@@ -7,7 +7,8 @@ from kthena_router.scheduling.config import (
     load_scheduler_config,
     parse_scheduler_config,
 )
-from kthena_router.scheduling.framework import ConfigError
+from kthena_router.scheduling.framework import ConfigError, build_args
+from kthena_router.scheduling.plugins import prefix_cache
 
 KTHENA_DEFAULT = """
 scheduler:
@@ -17,7 +18,7 @@ scheduler:
   - name: least-latency
     args: {TTFTTPOTWeightFactor: 0.5}
   - name: prefix-cache
-    args: {blockSize: 64, maxBlocksToMatch: 128, lruCapacityPerServer: 50000}
+    args: {blockSizeToHash: 64, maxBlocksToMatch: 128, maxHashCacheSize: 50000, topKMatches: 5}
   plugins:
     Filter:
       enabled: [least-request]
@@ -47,6 +48,9 @@ def test_kthena_shaped_file_loads_with_its_names(tmp_path):
     assert config.scorers == (("least-request", 1.0), ("kv-cache", 1.0), ("least-latency", 1.0),
                               ("prefix-cache", 1.0))
     assert config.args["least-latency"] == {"TTFTTPOTWeightFactor": 0.5}
+    prefix = build_args(prefix_cache.Args, config.args["prefix-cache"], "args")
+    assert (prefix.block_size, prefix.max_blocks_to_match, prefix.lru_capacity_per_server,
+            prefix.top_k_matches) == (64, 128, 50000, 5)
 
 
 def test_no_file_empty_file_and_empty_plugins_give_the_defaults(tmp_path):
@@ -61,6 +65,11 @@ def test_no_file_empty_file_and_empty_plugins_give_the_defaults(tmp_path):
 def test_unknown_plugin_is_rejected_with_its_path():
     with pytest.raises(ConfigError, match=r"scheduler\.plugins\.Score\.enabled\[0\]: unknown plugin 'kvcache-aware'"):
         parse("scheduler:\n  plugins:\n    Score:\n      enabled: [{name: kvcache-aware, weight: 1}]\n")
+
+
+def test_kthenas_redis_backed_plugin_is_rejected_with_what_to_use_instead():
+    with pytest.raises(ConfigError, match=r"pluginConfig\[0\]\.name: unknown plugin 'kvcache-aware' .*Redis.*`prefix-cache`"):
+        parse("scheduler:\n  pluginConfig:\n  - {name: kvcache-aware, args: {blockSizeToHash: 16}}\n")
 
 
 def test_unknown_argument_names_the_known_ones():

@@ -34,3 +34,20 @@ def test_forget_drops_endpoints_that_left(world):
     plugin.on_served(ctx, world.endpoints[0])
     plugin.forget({world.endpoints[1].key})
     assert plugin.score(world.ctx(payload={"prompt": PROMPT}), world.endpoints) == [0.0] * 3
+
+
+def test_top_k_matches_keeps_the_longest_matches_only(world):
+    short = PROMPT[:3 * 64]
+    scores = {}
+    for k in (0, 2):
+        plugin = prefix_cache.Plugin(build_args(prefix_cache.Args, {"topKMatches": k}, "args"), world.env)
+        for endpoint, prompt in zip(world.endpoints, (PROMPT, PROMPT, short), strict=True):
+            plugin.on_served(world.ctx(payload={"prompt": prompt}), endpoint)
+        scores[k] = plugin.score(world.ctx(payload={"prompt": PROMPT}), world.endpoints)
+    assert scores[0] == [1.0, 1.0, 3 / 9]
+    assert scores[2] == [1.0, 1.0, 0.0]
+
+
+def test_kthena_argument_names_are_accepted():
+    args = build_args(prefix_cache.Args, {"blockSizeToHash": 32, "maxHashCacheSize": 100, "topKMatches": 5}, "a")
+    assert (args.block_size, args.lru_capacity_per_server, args.top_k_matches) == (32, 100, 5)
