@@ -131,6 +131,7 @@ class RouterApp:
         self.metrics.refreshers.append(self.outliers.expire)
         self.auth = Authenticator.from_settings(settings)  # a bad --api-keys-file fails here
         self.scraper = Scraper(self.endpoint_states, interval=settings.scrape_interval,
+                               max_rate=settings.max_scrapes_per_second,
                                on_update=self.admission.poll, read_latency=self.scheduler.reads_latency)
         self.state.inflight.on_busy = self.scraper.wake  # an idle endpoint given work is scraped at once
 

@@ -61,6 +61,16 @@ def _seconds(value: str) -> float:
     return seconds
 
 
+def _rate(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not number >= 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {value!r}")
+    return number
+
+
 def _positive_int(value: str) -> int:
     number = int(value)
     if number <= 0:
@@ -160,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
                                               "scheduler.plugins.Filter/Score); default: the built-in pipeline")
     g.add_argument("--scrape-interval", type=_seconds, default=0.05,
                    help="how often each endpoint's /metrics is read (default 50ms)")
+    g.add_argument("--max-scrapes-per-second", type=_rate, default=500.0,
+                   help="at most this many /metrics reads a second of endpoints with work, per process: with "
+                        "more such endpoints than this x --scrape-interval each is read less often (up to 10 "
+                        "intervals); 0 = no limit (default 500)")
     g.add_argument("--metrics-stale-after", type=_seconds, default=2.0,
                    help="endpoint metrics older than this are not trusted (default 2s)")
     g.add_argument("--saturation-queue-threshold", type=int, default=5,
@@ -218,6 +232,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         access_log_output=args.access_log_output, drain_timeout=args.drain_timeout, simulate=args.simulate,
         simulate_model=args.simulate_model, log_level=args.log_level,
         scheduler_config=args.scheduler_config, scrape_interval=args.scrape_interval,
+        max_scrapes_per_second=args.max_scrapes_per_second,
         metrics_stale_after=args.metrics_stale_after, saturation_queue_threshold=args.saturation_queue_threshold,
         saturation_kv_threshold=args.saturation_kv_threshold, max_queued_requests=args.max_queued_requests,
         queue_timeout=args.queue_timeout, kubeconfig=args.kubeconfig, watch_namespace=args.watch_namespace,

@@ -61,6 +61,7 @@ class Settings:
     # Scheduling: the picker pipeline and the endpoint state it reads.
     scheduler_config: str | None = None  # kthena-shaped YAML; None = the built-in defaults
     scrape_interval: float = 0.05
+    max_scrapes_per_second: float = 500.0  # busy endpoints' scrapes, per process; 0 = no limit
     metrics_stale_after: float = 2.0
     # Saturation and admission (InferenceObjective priorities).
     saturation_queue_threshold: int = 5

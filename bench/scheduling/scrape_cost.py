@@ -9,6 +9,7 @@ of one core; scrapes/s counts the good scrapes. Two fleets:
 - `busy`: every answer reports different numbers (a waiting count that moves), as under load;
 - `idle`: every answer is the same, with nothing running or waiting, as a fleet without traffic.
 
+`--max-rate` is the router's `--max-scrapes-per-second` (its default unless given; 0 = no limit).
 `--fixed` scrapes every endpoint every interval whatever it reports (the adaptive interval off), for
 comparison; `--latency` also parses the TTFT/TPOT histograms, as the router does when `least-latency` is
 enabled (the default pipeline does not use it). Numbers depend on the machine and on what else runs on it; compare rows of one run.
@@ -28,10 +29,12 @@ from pathlib import Path
 from kthena_router.api.meta import ObjectRef
 from kthena_router.endpoints.scraper import Scraper
 from kthena_router.endpoints.state import EndpointStates
+from kthena_router.settings import Settings
 from kthena_router.snapshot import Endpoint, EndpointKey
 
 EXPOSITION = Path(__file__).resolve().parents[2] / "tests/unit/endpoints/data/vllm_v1.txt"
 HOST = "127.0.0.1"
+DEFAULT_MAX_RATE = Settings().max_scrapes_per_second
 WAITING_LINE = 'vllm:num_requests_waiting{engine="0",model_name="meta-llama/Llama-3.1-8B-Instruct"} '
 RUNNING_LINE = 'vllm:num_requests_running{engine="0",model_name="meta-llama/Llama-3.1-8B-Instruct"} '
 
@@ -97,9 +100,9 @@ def _cpu() -> float:
 
 
 async def measure(ports: list[int], interval: float, seconds: float, fixed: bool = False,
-                  latency: bool = False) -> dict:
+                  latency: bool = False, max_rate: float = 0.0) -> dict:
     states = EndpointStates(stale_after=2.0)
-    scraper = Scraper(states, interval=interval, read_latency=latency,
+    scraper = Scraper(states, interval=interval, read_latency=latency, max_rate=0.0 if fixed else max_rate,
                       **({"max_interval": interval} if fixed else {}))
     endpoints = [Endpoint(EndpointKey(HOST, p), ObjectRef("bench", f"pod-{i}"), "vllm", f"{HOST}:{p}")
                  for i, p in enumerate(ports)]
@@ -120,7 +123,7 @@ async def measure(ports: list[int], interval: float, seconds: float, fixed: bool
 
 
 async def run(counts: list[int], interval: float, seconds: float, fleets: list[str], fixed: bool,
-              latency: bool) -> list[dict]:
+              latency: bool, max_rate: float) -> list[dict]:
     rows = []
     for fleet in fleets:
         for count in counts:
@@ -130,7 +133,7 @@ async def run(counts: list[int], interval: float, seconds: float, fleets: list[s
             try:
                 assert child.stdout is not None
                 ports = json.loads(await child.stdout.readline())
-                row = await measure(ports, interval, seconds, fixed, latency)
+                row = await measure(ports, interval, seconds, fixed, latency, max_rate)
             finally:
                 child.send_signal(signal.SIGTERM)
                 await child.wait()
@@ -150,6 +153,8 @@ def main() -> None:
     parser.add_argument("--fleet", default="busy,idle", help="busy, idle or both")
     parser.add_argument("--fixed", action="store_true", help="scrape every interval (adaptive interval off)")
     parser.add_argument("--latency", action="store_true", help="also parse the TTFT/TPOT histograms")
+    parser.add_argument("--max-rate", type=float, default=DEFAULT_MAX_RATE,
+                        help=f"busy scrapes per second at most (the router's default: {DEFAULT_MAX_RATE:g})")
     parser.add_argument("--serve", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     try:
@@ -163,7 +168,7 @@ def main() -> None:
         return
     _pin(0)
     runner(run([int(c) for c in args.endpoints.split(",")], args.interval, args.seconds,
-               args.fleet.split(","), args.fixed, args.latency))
+               args.fleet.split(","), args.fixed, args.latency, args.max_rate))
 
 
 if __name__ == "__main__":

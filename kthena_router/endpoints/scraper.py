@@ -10,6 +10,9 @@ The interval adapts, so the cost follows the traffic (`bench/scheduling/scrape_c
 - a quiet one (nothing running or waiting, numbers as before) is read at twice the previous gap each
   time, up to `max_interval` (10 x `interval`, never more than a quarter of `stale_after`, so its numbers
   stay fresh), each gap jittered by up to 10 %; failing scrapes back off the same way;
+- with `max_rate` set, busy endpoints together are read at most that many times a second: with B busy
+  endpoints the gap is B / `max_rate` when that exceeds `interval`, but never more than `max_interval`
+  (fresh numbers win over the cap), so a large fleet costs a bounded share of the router's CPU;
 - `wake(key)` (the router dispatching to an endpoint that had nothing in flight) ends the wait at once;
 - an exposition byte-identical to the previous one is not parsed again;
 - `/v1/models` is read every `models_interval`, and up to 5 x that while its answer does not change;
@@ -47,8 +50,8 @@ def _without_latency(dialect: Dialect) -> Dialect:
 class _Target:
     """What one scraper task needs: its state, dialects, histogram trackers and its rhythm."""
 
-    __slots__ = ("endpoint", "state", "full", "lean", "ttft", "tpot", "task", "conn", "delay", "sleeper",
-                 "last_body", "models_body", "models_delay")
+    __slots__ = ("endpoint", "state", "full", "lean", "ttft", "tpot", "task", "conn", "delay", "busy",
+                 "sleeper", "last_body", "models_body", "models_delay")
 
     def __init__(self, endpoint: Endpoint, state: EndpointState, timeout: float, interval: float) -> None:
         self.endpoint = endpoint
@@ -60,6 +63,7 @@ class _Target:
         self.tpot = HistogramDelta()
         self.task: asyncio.Task[None] | None = None
         self.delay = interval  # the gap before the next /metrics scrape
+        self.busy = False  # counted in Scraper._busy
         self.sleeper: asyncio.Future[None] | None = None  # set while waiting for the next scrape
         self.last_body = b""  # the last exposition that parsed well
         self.models_body = b""
@@ -69,10 +73,12 @@ class _Target:
 class Scraper:
     def __init__(self, states: EndpointStates, *, interval: float = 0.05, timeout: float | None = None,
                  max_interval: float | None = None, models_interval: float = 1.0,
-                 on_update: Callable[[], None] | None = None, read_latency: bool = True,
-                 rng: random.Random | None = None) -> None:
+                 max_rate: float = 0.0, on_update: Callable[[], None] | None = None,
+                 read_latency: bool = True, rng: random.Random | None = None) -> None:
         if interval <= 0:
             raise ValueError(f"scrape interval must be > 0, got {interval}")
+        if max_rate < 0:
+            raise ValueError(f"scrape rate limit must be >= 0, got {max_rate}")
         if max_interval is None:
             max_interval = min(10 * interval, states.stale_after / 4)
         self.states = states
@@ -81,6 +87,8 @@ class Scraper:
         # Short, but never shorter than a slow server needs to render a large exposition.
         self.timeout = timeout if timeout is not None else max(0.25, min(1.0, states.stale_after / 2))
         self.models_interval = models_interval
+        self.max_rate = max_rate  # busy scrapes per second over all endpoints; 0: no limit
+        self._busy = 0  # endpoints read at the busy rhythm
         self.on_update = on_update
         self.rng = rng or random.Random()
         self._read_latency = read_latency
@@ -110,30 +118,42 @@ class Scraper:
         for endpoint in endpoints:
             wanted.setdefault(endpoint.key, endpoint)
         for key in [k for k in self._targets if k not in wanted]:
-            target = self._targets.pop(key)
-            if target.task is not None:
-                target.task.cancel()
-            target.conn.close()
-            self.states.remove(key)
+            self._drop(self._targets.pop(key))
         for key, endpoint in wanted.items():
             target = self._targets.get(key)
             if target is not None and target.endpoint.engine == endpoint.engine:
                 continue
-            if target is not None and target.task is not None:  # the engine label changed
-                target.task.cancel()
-                target.conn.close()
-                self.states.remove(key)
+            if target is not None:  # the engine label changed
+                self._drop(target)
             state = self.states.add(key, endpoint.engine or "vllm")
             target = self._targets[key] = _Target(endpoint, state, self.timeout, self.interval)
             target.task = asyncio.create_task(self._run(target), name=f"scrape {endpoint.address}")
             target.task.add_done_callback(self._task_done)
 
+    def _drop(self, target: _Target) -> None:
+        if target.task is not None:
+            target.task.cancel()
+        target.conn.close()
+        self._set_busy(target, False)
+        self.states.remove(target.endpoint.key)
+
+    def _set_busy(self, target: _Target, busy: bool) -> None:
+        if target.busy != busy:
+            target.busy = busy
+            self._busy += 1 if busy else -1
+
+    def busy_gap(self) -> float:
+        """The gap between two scrapes of a busy endpoint: `interval`, stretched by the rate limit."""
+        if self.max_rate <= 0:
+            return self.interval
+        return min(max(self.interval, self._busy / self.max_rate), self.max_interval)
+
     def wake(self, key: EndpointKey) -> None:
         """Work was just sent to `key`: if its scraper waits longer than `interval`, scrape it now."""
         target = self._targets.get(key)
-        if target is None or target.delay <= self.interval:
+        if target is None or target.busy or target.delay <= self.interval:
             return
-        target.delay = self.interval
+        target.delay = self.busy_gap()
         sleeper = target.sleeper
         if sleeper is not None and not sleeper.done():
             sleeper.set_result(None)
@@ -150,6 +170,7 @@ class Scraper:
         self._closed = True
         targets = list(self._targets.values())
         self._targets.clear()
+        self._busy = 0
         tasks = [t.task for t in targets if t.task is not None]
         for task in tasks:
             task.cancel()
@@ -172,9 +193,10 @@ class Scraper:
                                               self.models_interval * MODELS_BACKOFF)
                 next_models = started + target.models_delay
             if await self.scrape_once(target) == "busy":
-                target.delay = interval
-                gap = interval
+                self._set_busy(target, True)
+                target.delay = gap = self.busy_gap()
             else:  # quiet or failed; jittered so that endpoints backing off together do not stay in step
+                self._set_busy(target, False)
                 target.delay = min(target.delay * 2, max_interval)
                 gap = min(target.delay * (0.9 + 0.2 * self.rng.random()), max_interval)
             elapsed = time.monotonic() - started

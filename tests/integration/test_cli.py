@@ -32,6 +32,15 @@ def test_bad_flags_exit_with_a_message(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--port", "70000"])
     assert "port must be" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--max-scrapes-per-second", "-5"])
+    assert "must be a finite number >= 0" in capsys.readouterr().err
+
+
+def test_the_scrape_rate_limit_reaches_the_settings():
+    assert settings_from_args(build_parser().parse_args([])).max_scrapes_per_second == 500
+    off = settings_from_args(build_parser().parse_args(["--max-scrapes-per-second", "0"]))
+    assert off.max_scrapes_per_second == 0
 
 
 async def _run(*args: str) -> tuple[int, str, str]:

@@ -264,3 +264,29 @@ async def test_latency_histograms_are_read_only_when_asked(server):
         await wait_until(lambda: state.ttft > 0 and state.tpot > 0)
     finally:
         await scraper.close()
+
+
+async def test_a_rate_limit_stretches_the_busy_interval_with_the_number_of_busy_endpoints():
+    servers = [await MetricsServer(BUSY).start() for _ in range(4)]
+    states = EndpointStates(stale_after=2.0)
+    scraper = Scraper(states, interval=0.01, max_interval=0.16, models_interval=10, max_rate=100)
+    targets = []
+    try:
+        scraper.sync([endpoint(s.port) for s in servers])
+        targets = [scraper._targets[EndpointKey("127.0.0.1", s.port)] for s in servers]
+        await wait_until(lambda: all(t.busy for t in targets))
+        assert scraper.busy_gap() == pytest.approx(0.04)  # 4 busy endpoints at 100 scrapes/s at most
+        await wait_until(lambda: all(t.delay == pytest.approx(0.04) for t in targets))
+        scraper.max_rate = 10  # 4 / 10 = 0.4 s would leave numbers older than the quiet endpoints' cap
+        assert scraper.busy_gap() == 0.16
+        scraper.max_rate = 100
+        for s in servers[1:]:
+            s.body = IDLE
+        await wait_until(lambda: sum(t.busy for t in targets) == 1)
+        assert scraper.busy_gap() == 0.01
+        scraper.sync([endpoint(servers[1].port)])  # the busy one leaves: it no longer counts
+        assert scraper._busy == 0
+    finally:
+        await scraper.close()
+        for s in servers:
+            await s.close()
