@@ -12,14 +12,21 @@ from pathlib import Path
 
 import aiohttp
 import orjson
+import pytest
 
-from tests.integration.harness import RunningRouter, pod, pool, route_to_pool, start_router, write_manifests
+from tests.integration.harness import (
+    COMPLETION_RESPONSE,
+    RunningRouter,
+    pod,
+    pool,
+    read_request,
+    route_to_pool,
+    start_router,
+    write_manifests,
+)
 
 ROUTE = route_to_pool("p")
-COMPLETION = (b'{"id":"c","object":"text_completion","model":"m","choices":[{"index":0,"text":"ok",'
-              b'"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}')
-OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
-    len(COMPLETION), COMPLETION)
+OK = COMPLETION_RESPONSE
 SSE_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
 SSE_END = b"%x\r\ndata: [DONE]\n\n\r\n0\r\n\r\n" % len(b"data: [DONE]\n\n")
 BODY = {"model": "m", "prompt": "hi", "max_tokens": 4}
@@ -78,12 +85,7 @@ class Backend:
         served = False
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
-                body = await reader.readexactly(length)
+                head, body = await read_request(reader)
                 if head.startswith((b"GET /metrics", b"GET /v1/models")):
                     writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
                     continue
@@ -182,6 +184,14 @@ class Scene:
         """POST a completion request; the status and the whole body as received."""
         async with aiohttp.ClientSession() as session, session.post(self.url, json=body or BODY) as resp:
             return resp.status, await resp.read()
+
+    async def post_and_expect_a_cut_body(self) -> None:
+        """POST a completion request whose 200 head arrives and whose body then breaks off: the router cut the
+        client connection rather than pass on a short body as a whole one."""
+        async with aiohttp.ClientSession() as session, session.post(self.url, json=BODY) as resp:
+            assert resp.status == 200
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await resp.read()
 
     async def access_log(self, lines: int) -> list[dict]:
         """The access log's entries once it has at least `lines` of them (it is written every 0.1 s)."""

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 
-import aiohttp
 import pytest
 
 from tests.faults.backends import (
-    BODY,
     SSE_END,
     SSE_HEAD,
     STREAM_BODY,
@@ -49,10 +47,7 @@ async def test_a_reset_within_a_plain_body_cuts_the_client_connection(tmp_path, 
         writer.transport.abort()
 
     async with scene(tmp_path, [Backend(IPS[0], port, reset_within_body)]) as s:
-        async with aiohttp.ClientSession() as session, session.post(s.url, json=BODY) as resp:
-            assert resp.status == 200
-            with pytest.raises(aiohttp.ClientPayloadError):
-                await resp.read()
+        await s.post_and_expect_a_cut_body()
 
 
 async def test_a_reset_within_a_stream_ends_it_with_an_error_event(tmp_path, port):

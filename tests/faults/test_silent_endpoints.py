@@ -7,11 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-import aiohttp
-import pytest
-
 from tests.faults.backends import (
-    BODY,
     SSE_END,
     SSE_HEAD,
     STREAM_BODY,
@@ -56,10 +52,7 @@ async def test_silence_within_a_plain_body_cuts_the_client_connection(tmp_path, 
         await hang(reader, writer, request)
 
     async with scene(tmp_path, [Backend(IPS[0], port, part_then_hang)], **QUIET) as s:
-        async with aiohttp.ClientSession() as session, session.post(s.url, json=BODY) as resp:
-            assert resp.status == 200
-            with pytest.raises(aiohttp.ClientPayloadError):
-                await resp.read()
+        await s.post_and_expect_a_cut_body()
 
 
 async def test_silence_before_the_first_event_ends_the_stream_with_an_error_event(tmp_path, port):

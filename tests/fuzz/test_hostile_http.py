@@ -10,7 +10,7 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.fuzz.wire import BOUNDED, GOOD, OK, SMUGGLED, Endpoint, chunked, post, router_for
+from tests.fuzz.wire import BOUNDED, GOOD, OK, SMUGGLED, Endpoint, chunked, post, router_for, send_raw
 from tests.integration.harness import free_port
 
 LIMIT = 4096
@@ -35,20 +35,8 @@ async def setup(tmp_path):
 async def exchange(router, *parts: bytes, pause: float = 0.0, read_timeout: float = 5.0) -> tuple[int | None, bytes]:
     """Send `parts` (with `pause` between them) and read until the router closes: the status of the first
     response (None when the router closed without one) and everything after its head."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", router.settings.port)
-    data = b""
-    try:
-        for i, part in enumerate(parts):
-            if i and pause:
-                await asyncio.sleep(pause)
-            writer.write(part)
-        async with asyncio.timeout(read_timeout):  # every hostile case ends with the router closing
-            while chunk := await reader.read(65536):
-                data += chunk
-    except ConnectionError:
-        pass
-    finally:
-        writer.close()
+    # Every hostile case ends with the router closing; `read_timeout` only bounds a failing one.
+    data = await send_raw(router.settings.port, *parts, pause=pause, read_timeout=read_timeout)
     if not data:
         return None, b""
     head, _, body = data.partition(b"\r\n\r\n")

@@ -12,7 +12,7 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.fuzz.wire import BOUNDED, GOOD, Endpoint, chunked, post, router_for, settled
+from tests.fuzz.wire import BOUNDED, GOOD, Endpoint, chunked, post, router_for, send_raw, settled
 
 SEED = 20261128
 CASES = 300
@@ -75,18 +75,7 @@ async def setup(tmp_path, caplog):
 
 
 async def send(port: int, raw: bytes) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    data = b""
-    try:
-        writer.write(raw)
-        async with asyncio.timeout(4):  # head, body and keep-alive timeouts are all 0.5 s
-            while chunk := await reader.read(65536):
-                data += chunk
-    except ConnectionError:
-        pass
-    finally:
-        writer.close()
-    return data
+    return await send_raw(port, raw, read_timeout=4)  # head, body and keep-alive timeouts are all 0.5 s
 
 
 def statuses(data: bytes) -> list[int]:

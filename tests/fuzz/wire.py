@@ -10,10 +10,12 @@ from pathlib import Path
 import aiohttp
 
 from tests.integration.harness import (
+    COMPLETION_RESPONSE,
     RunningRouter,
     free_port,
     pod,
     pool,
+    read_request,
     route_to_pool,
     start_router,
     write_manifests,
@@ -21,10 +23,7 @@ from tests.integration.harness import (
 
 ENDPOINT_IP = "127.0.0.31"
 ROUTE = route_to_pool("p")
-COMPLETION = (b'{"id":"c","object":"text_completion","model":"m","choices":[{"index":0,"text":"ok",'
-              b'"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}')
-OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
-    len(COMPLETION), COMPLETION)
+OK = COMPLETION_RESPONSE
 
 SMUGGLED_MODEL = b"smuggled-model"
 GOOD = b'{"model":"m","prompt":"hi"}'
@@ -81,12 +80,8 @@ class Endpoint:
         self._handlers[task] = writer
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
-                request = head + await reader.readexactly(length)
+                head, body = await read_request(reader)
+                request = head + body
                 if head.startswith((b"GET /metrics", b"GET /v1/models")):
                     body = b"" if head.startswith(b"GET /metrics") else b'{"object":"list","data":[]}'
                     writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
@@ -126,3 +121,24 @@ async def settled(router: RunningRouter, timeout: float = 3.0) -> dict[str, int]
 
 # Every client request in these tests ends within this, whatever the router does.
 BOUNDED = aiohttp.ClientTimeout(total=5)
+
+
+async def send_raw(port: int, *parts: bytes, pause: float = 0.0, read_timeout: float = 5.0) -> bytes:
+    """Write `parts` to the router on a fresh connection (`pause` seconds between them) and read until it
+    closes: everything it answered. A reset ends the reading, not the test; a router still silent after
+    `read_timeout` raises TimeoutError, since every case here must end with the router closing."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    data = b""
+    try:
+        for i, part in enumerate(parts):
+            if i and pause:
+                await asyncio.sleep(pause)
+            writer.write(part)
+        async with asyncio.timeout(read_timeout):
+            while chunk := await reader.read(65536):
+                data += chunk
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+    return data

@@ -93,6 +93,28 @@ def route_to_pool(pool_name: str, *, name: str = "r", namespace: str = "default"
         """)
 
 
+# A model server's answer to a non-streamed completion, for raw stand-ins that write bytes themselves.
+COMPLETION = (b'{"id":"c","object":"text_completion","model":"m","choices":[{"index":0,"text":"ok",'
+              b'"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}')
+COMPLETION_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+    len(COMPLETION), COMPLETION)
+
+
+def content_length(head: bytes) -> int:
+    """The Content-Length of a raw request head (0 without one)."""
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return int(line.split(b":", 1)[1])
+    return 0
+
+
+async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """The next request on a raw stand-in's connection: its head (through the blank line) and its
+    Content-Length body. Raises asyncio.IncompleteReadError when the peer closes first."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    return head, await reader.readexactly(content_length(head))
+
+
 def write_manifests(directory: Path, name: str, *docs: str) -> Path:
     path = directory / name
     path.write_text("---\n".join(docs))

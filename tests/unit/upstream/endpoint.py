@@ -12,6 +12,8 @@ import socket
 import struct
 from typing import Any
 
+from tests.integration.harness import content_length
+
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}"
 CLOSE = "close"  # FIN, nothing more
 RESET = "reset"  # RST
@@ -56,13 +58,9 @@ class Endpoint:
                 except asyncio.IncompleteReadError:
                     self.client_closes += 1
                     return
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":", 1)[1])
                 if self.read_delay:
                     await asyncio.sleep(self.read_delay)
-                body = await reader.readexactly(length)
+                body = await reader.readexactly(content_length(head))
                 self.requests.append(head + body)
                 steps = self.replies.pop(0) if self.replies else [OK]
                 for step in steps:
@@ -89,3 +87,18 @@ class Endpoint:
             self.client_closes += 1
         finally:
             writer.close()
+
+
+async def read_all(response) -> bytes:
+    """The whole body of an upstream response, which is then released to its pool."""
+    body = b""
+    while piece := await response.read():
+        body += piece
+    response.release()
+    return body
+
+
+async def eventually(condition, within: float = 2.0) -> None:
+    async with asyncio.timeout(within):
+        while not condition():
+            await asyncio.sleep(0.005)

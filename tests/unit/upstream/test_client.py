@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from kthena_router.upstream import ConnectFailed, UpstreamClient, UpstreamClosed
-from tests.unit.upstream.endpoint import CLOSE, OK, RESET, Endpoint, request
+from tests.unit.upstream.endpoint import CLOSE, OK, RESET, Endpoint, eventually, read_all, request
 
 HEAD, BODY = request()
 
@@ -18,20 +18,6 @@ async def client():
     c = UpstreamClient(connect_timeout=1.0, read_timeout=2.0, keepalive_per_host=2)
     yield c
     await c.close()
-
-
-async def read_all(response) -> bytes:
-    body = b""
-    while piece := await response.read():
-        body += piece
-    response.release()
-    return body
-
-
-async def eventually(condition, within: float = 2.0) -> None:
-    async with asyncio.timeout(within):
-        while not condition():
-            await asyncio.sleep(0.005)
 
 
 async def test_sequential_requests_reuse_one_connection(client):

@@ -17,7 +17,7 @@ from kthena_router.upstream import (
     UpstreamError,
     UpstreamTimeout,
 )
-from tests.unit.upstream.endpoint import CLOSE, HANG, OK, RESET, Endpoint, request
+from tests.unit.upstream.endpoint import CLOSE, HANG, OK, RESET, Endpoint, eventually, read_all, request
 
 HEAD, BODY = request()
 PARTIAL_BODY = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nfirst ten."
@@ -28,20 +28,6 @@ async def client():
     c = UpstreamClient(connect_timeout=1.0, read_timeout=0.2)
     yield c
     await c.close()
-
-
-async def read_all(response) -> bytes:
-    body = b""
-    while piece := await response.read():
-        body += piece
-    response.release()
-    return body
-
-
-async def eventually(condition, within: float = 2.0) -> None:
-    async with asyncio.timeout(within):
-        while not condition():
-            await asyncio.sleep(0.005)
 
 
 def unused_port() -> int:
